@@ -1,0 +1,58 @@
+"""Small pieces every mechanism shares: head reshapes, grid checks, FLOP terms."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def split_heads(x: Tensor, num_heads: int) -> Tensor:
+    """(B, N, C) -> (B, h, N, C/h); channel c goes to head c // (C/h)."""
+    batch, tokens, channels = x.shape
+    return x.reshape(batch, tokens, num_heads, channels // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, h, N, d) -> (B, N, h·d)."""
+    batch, heads, tokens, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
+
+
+def check_tokens(x: Tensor, grid: tuple[int, int]) -> None:
+    """Fail clearly when the input does not match the grid the module was built for."""
+    height, width = grid
+    if x.dim() != 3 or x.shape[1] != height * width:
+        raise ValueError(
+            f"expected input (B, {height * width}, C) for grid {height}x{width}, got {tuple(x.shape)}"
+        )
+
+
+def square_side(m: int) -> int | None:
+    """The side of a square with m cells, or None when m is not a perfect square."""
+    side = math.isqrt(m) if m > 0 else 0
+    return side if side * side == m and side > 0 else None
+
+
+def matmul_flops(rows: int, inner: int, cols: int) -> int:
+    """FLOPs of a (rows × inner) @ (inner × cols) product, 2 per multiply-add."""
+    return 2 * rows * inner * cols
+
+
+def qkv_out_flops(tokens: int, dim: int) -> int:
+    """Fused qkv Linear (C -> 3C) plus output Linear (C -> C): 8·N·C² for N tokens."""
+    return matmul_flops(tokens, dim, 3 * dim) + matmul_flops(tokens, dim, dim)
+
+
+def attention_flops(batch_heads: int, queries: int, keys: int, head_dim: int) -> int:
+    """softmax(q kᵀ) v over batch_heads independent problems: two products."""
+    return batch_heads * (matmul_flops(queries, head_dim, keys) + matmul_flops(queries, keys, head_dim))
+
+
+def dwc_flops(batch: int, tokens: int, channels: int, kernel: int) -> int:
+    """Depthwise k×k convolution over `channels` maps of `tokens` positions (bias not counted)."""
+    return 2 * batch * tokens * channels * kernel * kernel
+
+
+def trunc_normal_(tensor: Tensor, std: float = 0.02) -> Tensor:
+    return torch.nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)

@@ -1,0 +1,152 @@
+"""The registry: one `AttentionSpec` per mechanism, looked up by name.
+
+A spec knows a mechanism's knobs (with defaults and docs), its analytic FLOPs, and which
+configurations it cannot run. `build` validates through `check` first, so a sweep can record an
+unsupported case as a reason instead of crashing.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+Grid = tuple[int, int]
+
+FLOP_CONVENTION = (
+    "1 multiply-add = 2 FLOPs, counted over matmuls and convolutions only "
+    "(softmax, normalisation and other elementwise work excluded), as torch's FlopCounterMode counts"
+)
+
+
+class UnsupportedConfig(ValueError):
+    """A mechanism cannot be built for these arguments; the message is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One tunable argument of a mechanism."""
+
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Everything the harness may know about a mechanism without building it."""
+
+    name: str
+    summary: str
+    paper: str
+    complexity: str  # e.g. "O(N²·C)"
+    scaling: str  # "quadratic" | "linear"
+    factory: Callable[..., nn.Module]
+    flops_fn: Callable[..., dict[str, int]]
+    knobs: Mapping[str, Knob] = field(default_factory=dict)
+    check_fn: Callable[..., str | None] | None = None
+    state_dict_compat: str = ""
+
+    # -- knobs -------------------------------------------------------------------------
+    def resolve(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
+        """Fill defaults and validate names, types and choices; raises UnsupportedConfig."""
+        unknown = sorted(set(knobs) - set(self.knobs))
+        if unknown:
+            valid = ", ".join(sorted(self.knobs)) or "none"
+            raise UnsupportedConfig(
+                f"{self.name}: unknown knob(s) {', '.join(unknown)}; valid knobs: {valid}"
+            )
+        resolved = {k: v.default for k, v in self.knobs.items()}
+        for key, value in knobs.items():
+            knob = self.knobs[key]
+            if isinstance(knob.default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(knob.default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(knob.default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                value = float(value)
+            else:
+                ok = isinstance(value, type(knob.default))
+            if not ok:
+                raise UnsupportedConfig(
+                    f"{self.name}: knob {key} must be {type(knob.default).__name__}, got {value!r}"
+                )
+            if knob.choices is not None and value not in knob.choices:
+                allowed = ", ".join(map(str, knob.choices))
+                raise UnsupportedConfig(f"{self.name}: {key}={value!r} is not one of {allowed}")
+            resolved[key] = value
+        return resolved
+
+    # -- validity ----------------------------------------------------------------------
+    def check(self, grid: Grid, dim: int, num_heads: int, **knobs: Any) -> str | None:
+        """None when the configuration can be built, else a one-line reason."""
+        try:
+            resolved = self.resolve(knobs)
+        except UnsupportedConfig as err:
+            return str(err)
+        height, width = grid
+        if height < 1 or width < 1:
+            return f"grid must be positive, got {height}x{width}"
+        if dim < 1 or num_heads < 1:
+            return f"dim and num_heads must be positive, got dim={dim}, num_heads={num_heads}"
+        if dim % num_heads:
+            return f"dim {dim} is not divisible by num_heads {num_heads}"
+        if self.check_fn is not None:
+            return self.check_fn(grid=(height, width), dim=dim, num_heads=num_heads, **resolved)
+        return None
+
+    # -- cost --------------------------------------------------------------------------
+    def flops(self, batch: int, grid: Grid, dim: int, num_heads: int, **knobs: Any) -> dict[str, int]:
+        """Analytic forward FLOPs: {"core", "proj", "total"}; see FLOP_CONVENTION."""
+        reason = self.check(grid, dim, num_heads, **knobs)
+        if reason:
+            raise UnsupportedConfig(reason)
+        parts = self.flops_fn(
+            batch=batch, grid=tuple(grid), dim=dim, num_heads=num_heads, **self.resolve(knobs)
+        )
+        core, proj = int(parts["core"]), int(parts["proj"])
+        return {"core": core, "proj": proj, "total": core + proj}
+
+    # -- construction ------------------------------------------------------------------
+    def build(self, dim: int, num_heads: int, grid: Grid, **knobs: Any) -> nn.Module:
+        reason = self.check(grid, dim, num_heads, **knobs)
+        if reason:
+            raise UnsupportedConfig(reason)
+        return self.factory(dim=dim, num_heads=num_heads, grid=tuple(grid), **self.resolve(knobs))
+
+
+_REGISTRY: dict[str, AttentionSpec] = {}
+
+
+def register(spec: AttentionSpec) -> AttentionSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"attention {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def available() -> list[str]:
+    """Registry names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> AttentionSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnsupportedConfig(
+            f"unknown attention {name!r}{hint}; available: {', '.join(available())}"
+        ) from None
+
+
+def build(name: str, dim: int, num_heads: int, grid: Grid, **knobs: Any) -> nn.Module:
+    """Build mechanism `name` for a fixed (H, W) token grid: (B, H·W, C) -> (B, H·W, C)."""
+    return spec(name).build(dim=dim, num_heads=num_heads, grid=grid, **knobs)

@@ -1,0 +1,218 @@
+"""Swin window attention (W-MSA, and SW-MSA when `shift` > 0) with a relative position bias.
+
+Follows microsoft/Swin-Transformer `models/swin_transformer.py`: `WindowAttention` for the
+attention itself and `SwinTransformerBlock` for the window clamping, the cyclic shift and the
+shifted-window mask (-100 between tokens that came from different image regions). The state dict
+matches Swin's `WindowAttention`: relative_position_bias_table ((2w-1)², h), the persistent
+relative_position_index buffer (w², w²), qkv.*, proj.*. The shift mask is a non-persistent buffer
+because Swin keeps it on the block, not on `WindowAttention`.
+
+A grid that is not a multiple of the window is zero-padded at the bottom/right before the shift
+and cropped after, as Swin's detection and segmentation backbones do (their `SwinTransformerBlock`
+pads with F.pad); padded tokens take part in the attention exactly as there.
+
+Bias and mask reach the kernel as a float `attn_mask` of scaled_dot_product_attention, so fused
+kernels can run. Profiler phases: `qkv` includes the cyclic shift and window partition (done on
+the C-channel input, as Swin does), `core` the bias gather and attention, `proj` the output Linear
+and the window reverse.
+
+FLOPs (Np = the padded token count): core = Q·Kᵀ and A·V inside every w×w window = 4·B·Np·w²·C;
+proj = 8·B·Np·C² (qkv and proj run on the padded windows).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.profiler import record_function
+
+from ._common import attention_flops, check_tokens, qkv_out_flops, trunc_normal_
+from ._registry import AttentionSpec, Knob, register
+
+SHIFT_MASK_VALUE = -100.0  # Swin's value: large enough to silence a pair, finite in every dtype
+
+
+def relative_position_index(side: int) -> Tensor:
+    """(side², side²) index into a ((2·side-1)², h) table, row-major tokens, Swin's layout."""
+    coords = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")).flatten(1)
+    delta = coords[:, :, None] - coords[:, None, :] + (side - 1)  # (2, T, T), each in [0, 2·side-2]
+    return delta[0] * (2 * side - 1) + delta[1]
+
+
+class GroupedBiasAttention(nn.Module, ABC):
+    """Attention inside disjoint groups of side×side tokens with a learned relative position bias.
+
+    Subclasses decide which tokens form a group (`_partition` / `_reverse`) and may add a mask.
+    """
+
+    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], side: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.grid = grid
+        self.side = side
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * side - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(side))
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    @abstractmethod
+    def _partition(self, x: Tensor) -> Tensor:
+        """(B, N, C) -> (B, groups, side², C)."""
+
+    @abstractmethod
+    def _reverse(self, groups: Tensor) -> Tensor:
+        """(B, groups, side², C) -> (B, N, C), the inverse of `_partition`."""
+
+    def _group_mask(self) -> Tensor | None:
+        """Optional additive mask (groups, side², side²), added on top of the bias."""
+        return None
+
+    def _bias(self) -> Tensor:
+        tokens = self.side * self.side
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)  # (h, T, T)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_tokens(x, self.grid)
+        batch, _, channels = x.shape
+        heads = self.num_heads
+        with record_function("qkv"):
+            groups = self._partition(x)
+            num_groups, tokens = groups.shape[1], groups.shape[2]
+            qkv = self.qkv(groups).view(batch, num_groups, tokens, 3, heads, channels // heads)
+            q, k, v = qkv.permute(3, 0, 1, 4, 2, 5)  # each (B, groups, h, T, d)
+        with record_function("core"):
+            bias = self._bias()
+            mask = self._group_mask()
+            if mask is None:  # one (h, T, T) bias shared by all groups: groups join the batch
+                q, k, v = (t.flatten(0, 1) for t in (q, k, v))
+                attn_mask = bias
+            else:  # the mask differs per group: groups join the heads so it broadcasts over B
+                q, k, v = (t.flatten(1, 2) for t in (q, k, v))
+                attn_mask = (mask[:, None] + bias).flatten(0, 1)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
+        with record_function("proj"):
+            out = out.view(batch, num_groups, heads, tokens, -1).transpose(2, 3)
+            return self._reverse(self.proj(out.reshape(batch, num_groups, tokens, channels)))
+
+
+def effective_window(grid: tuple[int, int], window: int, shift: int) -> tuple[int, int]:
+    """Swin's clamp: a window that covers the short side becomes that side, with no shift."""
+    if min(grid) <= window:
+        return min(grid), 0
+    return window, shift
+
+
+def padded_grid(grid: tuple[int, int], window: int) -> tuple[int, int]:
+    """The grid rounded up to whole windows (Swin's detection backbone pads bottom/right)."""
+    return tuple(-(-side // window) * window for side in grid)  # type: ignore[return-value]
+
+
+class WindowAttention(GroupedBiasAttention):
+    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], window: int = 7, shift: int = 0):
+        window, shift = effective_window(grid, window, shift)
+        super().__init__(dim, num_heads, grid, side=window)
+        self.window = window
+        self.shift = shift
+        self.padded = padded_grid(grid, window)
+        self.register_buffer("shift_mask", self._build_shift_mask() if shift else None, persistent=False)
+
+    def _windows(self, maps: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H/w·W/w, w², C), windows in row-major order."""
+        batch, height, width, channels = maps.shape
+        w = self.window
+        maps = maps.view(batch, height // w, w, width // w, w, channels).permute(0, 1, 3, 2, 4, 5)
+        return maps.reshape(batch, -1, w * w, channels)
+
+    def _build_shift_mask(self) -> Tensor:
+        """(windows, w², w²): -100 between tokens of one shifted window that came from different regions.
+
+        After rolling by -shift, the last w rows (and columns) hold tokens from two image regions:
+        [H-w, H-shift) and the wrapped-around [H-shift, H). Label the 3×3 row/column bands and
+        forbid attention across labels.
+        """
+        height, width = self.padded
+        w, s = self.window, self.shift
+
+        def bands(length: int) -> Tensor:
+            position = torch.arange(length)
+            return (position >= length - w).long() + (position >= length - s).long()
+
+        labels = bands(height)[:, None] * 3 + bands(width)[None, :]
+        labels = self._windows(labels[None, :, :, None]).squeeze(-1)[0]  # (windows, w²)
+        differs = labels[:, :, None] != labels[:, None, :]
+        return torch.zeros(differs.shape).masked_fill(differs, SHIFT_MASK_VALUE)
+
+    def _group_mask(self) -> Tensor | None:
+        return self.shift_mask
+
+    def _partition(self, x: Tensor) -> Tensor:
+        maps = x.view(x.shape[0], *self.grid, x.shape[-1])
+        pad_h, pad_w = self.padded[0] - self.grid[0], self.padded[1] - self.grid[1]
+        if pad_h or pad_w:
+            maps = F.pad(maps, (0, 0, 0, pad_w, 0, pad_h))
+        if self.shift:
+            maps = torch.roll(maps, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        return self._windows(maps)
+
+    def _reverse(self, groups: Tensor) -> Tensor:
+        batch, _, _, channels = groups.shape
+        height, width = self.padded
+        w = self.window
+        maps = groups.view(batch, height // w, width // w, w, w, channels).permute(0, 1, 3, 2, 4, 5)
+        maps = maps.reshape(batch, height, width, channels)
+        if self.shift:
+            maps = torch.roll(maps, shifts=(self.shift, self.shift), dims=(1, 2))
+        maps = maps[:, : self.grid[0], : self.grid[1]]
+        return maps.reshape(batch, self.grid[0] * self.grid[1], channels)
+
+
+def window_check(grid: tuple[int, int], window: int, shift: int, **_) -> str | None:
+    if window < 1:
+        return f"window must be >= 1, got {window}"
+    if shift < 0:
+        return f"shift must be >= 0, got {shift}"
+    w, s = effective_window(grid, window, shift)
+    if s >= w:
+        return f"shift {s} must be smaller than window {w}"
+    return None
+
+
+def window_flops(
+    batch: int, grid: tuple[int, int], dim: int, num_heads: int, window: int, shift: int
+) -> dict[str, int]:
+    w, _ = effective_window(grid, window, shift)
+    height, width = padded_grid(grid, w)
+    tokens = height * width
+    windows = tokens // (w * w)
+    return {
+        "core": attention_flops(batch * windows * num_heads, w * w, w * w, dim // num_heads),
+        "proj": batch * qkv_out_flops(tokens, dim),
+    }
+
+
+SPEC = register(
+    AttentionSpec(
+        name="window",
+        summary="Swin W-MSA / SW-MSA: attention inside w×w windows (optionally cyclically shifted) "
+        "with a relative position bias; FLOPs core = 4·B·N·w²·C, proj = 8·B·N·C²",
+        paper="Liu et al. 2021 (Swin Transformer)",
+        complexity="O(N·w²·C)",
+        scaling="linear",
+        factory=WindowAttention,
+        flops_fn=window_flops,
+        knobs={
+            "window": Knob(7, "window side w in tokens; clamped to min(H, W) when it covers the short side; "
+                           "the grid is zero-padded to whole windows (Swin detection backbone)"),
+            "shift": Knob(
+                0, "cyclic shift in tokens (Swin: window//2 on odd blocks); forced to 0 when clamped"
+            ),
+        },
+        check_fn=window_check,
+        state_dict_compat="microsoft/Swin-Transformer `WindowAttention`: relative_position_bias_table, "
+        "relative_position_index, qkv.*, proj.*",
+    )
+)

@@ -1,0 +1,134 @@
+"""Which attention runs where in a backbone, and its short stable string for results rows.
+
+A layout names one mechanism (the "A" attention) and a pattern of letters: `A` puts that mechanism
+in a stage (or block), `B` keeps the backbone's own attention there. Multi-stage backbones take one
+letter per stage ("AAAB"); a one-stage backbone (DeiT) takes one letter or one per block.
+
+Knob values are scalars (every stage) or per-stage lists. The knobs dict may carry knobs meant for
+other mechanisms (a sweep shares one dict across several attentions): a knob the chosen mechanism
+lacks is dropped, but a name no registered mechanism has is an error, so typos do not vanish.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import attentions
+from attentions import UnsupportedConfig
+
+LETTERS = {"A": "the chosen attention", "B": "the backbone's own attention"}
+OWN = "own"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A validated layout. `attention` is None when every block keeps the backbone's own attention."""
+
+    attention: str | None
+    pattern: str
+    knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (name, one value per stage), sorted by name
+
+    def letter(self, stage: int, block: int) -> str:
+        """The letter governing block `block` of stage `stage` (0-based)."""
+        if self.attention is None:
+            return "B"
+        if len(self.pattern) == 1:
+            return self.pattern
+        return self.pattern[stage] if self.stages > 1 else self.pattern[block]
+
+    def stage_knobs(self, stage: int) -> dict[str, Any]:
+        return {name: values[stage] for name, values in self.knobs}
+
+    def __str__(self) -> str:
+        if self.attention is None:
+            return OWN
+        parts = [f"{self.attention}:{self.pattern}"]
+        for name, values in self.knobs:
+            shown = values[:1] if len(set(values)) == 1 else values
+            parts.append(f"{name}=" + ",".join(_format_value(v) for v in shown))
+        return " ".join(parts)
+
+    # Stages of the backbone the layout was parsed for; not part of equality or the string.
+    stages: int = field(default=1, compare=False, repr=False)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _known_knobs() -> set[str]:
+    return {knob for name in attentions.available() for knob in attentions.spec(name).knobs}
+
+
+def _per_stage(name: str, value: Any, stages: int, backbone: str) -> tuple[Any, ...]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != stages:
+            raise UnsupportedConfig(
+                f"{backbone}: knob {name} has {len(value)} values but the backbone has {stages} "
+                f"stage(s); give one value or {stages}"
+            )
+        return tuple(value)
+    return (value,) * stages
+
+
+def _check_pattern(pattern: str, stages: int, depth: int, backbone: str) -> None:
+    bad = sorted(set(pattern) - set(LETTERS))
+    if bad:
+        raise UnsupportedConfig(
+            f"{backbone}: unknown layout letter(s) {', '.join(map(repr, bad))} in {pattern!r}; "
+            f"use A ({LETTERS['A']}) or B ({LETTERS['B']})"
+        )
+    if stages > 1:
+        allowed, what = {stages}, f"{stages} letters, one per stage"
+    else:
+        allowed, what = {1, depth}, f"1 letter or {depth}, one per block"
+    if len(pattern) not in allowed:
+        raise UnsupportedConfig(
+            f"{backbone}: layout {pattern!r} has {len(pattern)} letter(s); expected {what}"
+        )
+
+
+def parse(
+    backbone: str,
+    stages: int,
+    depth: int,
+    attention: str | None,
+    pattern: str | None,
+    knobs: Mapping[str, Any] | None,
+) -> Layout:
+    """Validate a layout for a backbone with `stages` stages (`depth` blocks when it has one stage)."""
+    knobs = dict(knobs or {})
+    if attention is None:
+        if pattern is not None and set(pattern) - {"B"}:
+            raise UnsupportedConfig(f"{backbone}: layout {pattern!r} uses A but no attention was chosen")
+        if knobs:
+            raise UnsupportedConfig(
+                f"{backbone}: knobs {', '.join(sorted(knobs))} given but no attention was chosen"
+            )
+        return Layout(attention=None, pattern="B" * stages, stages=stages)
+
+    spec = attentions.spec(attention)  # raises the registry's one-line error for unknown names
+    pattern = "A" * stages if pattern is None else pattern
+    _check_pattern(pattern, stages, depth, backbone)
+
+    known = _known_knobs()
+    unknown = sorted(set(knobs) - known)
+    if unknown:
+        hints = [difflib.get_close_matches(name, known, n=1) for name in unknown]
+        hint = "".join(f" (did you mean {h[0]!r}?)" for h in hints if h)
+        raise UnsupportedConfig(
+            f"unknown knob(s) {', '.join(unknown)}{hint}; no attention has them; "
+            f"known knobs: {', '.join(sorted(known))}"
+        )
+    kept = {
+        name: _per_stage(name, value, stages, backbone)
+        for name, value in sorted(knobs.items())
+        if name in spec.knobs
+    }
+    for stage in range(stages):
+        spec.resolve({name: values[stage] for name, values in kept.items()})  # types and choices
+    return Layout(attention=attention, pattern=pattern, knobs=tuple(kept.items()), stages=stages)
+

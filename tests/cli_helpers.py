@@ -1,0 +1,38 @@
+"""Shared test helpers: tiny suite files and a CLI runner."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from rpbench.cli import app
+
+TINY_SUITE = """
+name = "tiny"
+description = "test suite"
+[axes]
+tokens = [{tokens}]
+m = [4]
+batch = [1]
+dim = [32]
+heads = [4]
+dtype = ["float32"]
+mode = [{modes}]
+device = "cpu"
+[measure]
+warmup_ms = 1
+repeat = 5
+{attention}
+"""
+
+
+def tiny_suite(tmp_path: Path, names=("dense", "rpattention"), tokens="64, 256", modes='"fwd"',
+               filename="tiny.toml") -> Path:
+    attention = "\n".join(f'[[attention]]\nname = "{n}"' for n in names)
+    path = tmp_path / filename
+    path.write_text(TINY_SUITE.format(tokens=tokens, modes=modes, attention=attention))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)

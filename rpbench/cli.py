@@ -227,8 +227,8 @@ def profile_command(
     import attentions
 
     from .one_case import CaseArgs, build_case
-    from .profile import Schedule, how_to_open, memory_line, ops_table, phase_table, profile_workload
-    from .runner import make_workload, one_line
+    from .profile import Schedule, build_as_measured, how_to_open, memory_line, ops_table, phase_table, profile_workload
+    from .runner import one_line
 
     args = CaseArgs(attention=attention, tokens=tokens, grid=grid, resolution=resolution, patch=patch, dim=dim,
                     heads=heads, m=m, knobs=knob, batch=batch, dtype=dtype, mode=mode, device=device,
@@ -243,7 +243,7 @@ def profile_command(
     subject = case.label if case.backbone is None else f"{case.backbone}-{case.label}"
     out_dir = out or Path("results") / f"profile-{subject}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
-        work = make_workload(case)
+        work = build_as_measured(case)
     except attentions.UnsupportedConfig as err:
         fail(str(err))
     except Exception as err:  # e.g. out of memory while building
@@ -313,11 +313,12 @@ def doctor_command(
     """Check this machine is fit to benchmark on (pass/warn/fail with advice); exit 1 when a check fails."""
     import json
 
-    from .doctor import DEVICE_CHOICES, render, run
+    from .doctor import DEVICE_CHOICES, render, run, save_ceilings
 
     if device not in DEVICE_CHOICES:
         fail(f"--device: {device!r} is not one of {', '.join(DEVICE_CHOICES)}")
     report = run(device)
+    cached = save_ceilings(report.ceilings)
     payload = json.dumps(report.to_json(), indent=2)
     if save is not None:
         try:
@@ -329,6 +330,8 @@ def doctor_command(
         typer.echo(payload)
     else:
         render(report, console)
+        if cached:
+            console.print(f"ceilings cached in {cached}: later sweeps on this device put them into env.json")
     if report.failed:
         raise typer.Exit(1)
 

@@ -7,10 +7,13 @@ which `--save` writes out so a sweep can put them into env.json next to its own 
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
@@ -440,6 +443,35 @@ def measure_ceilings(device: str) -> dict[str, Any]:
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
         "threads": None if cuda else torch.get_num_threads(),
     }
+
+
+def ceilings_cache_path(device_name: str) -> Path:
+    """Where doctor keeps the last measured ceilings of a device, for the sweeps that follow."""
+    root = Path(os.environ.get("RPBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                / "rpbench")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower() or "device"
+    return root / "ceilings" / f"{slug}.json"
+
+
+def save_ceilings(ceilings: dict[str, Any]) -> Path | None:
+    """Cache the ceilings under the device's name; None when the cache is not writable (never fatal)."""
+    path = ceilings_cache_path(str(ceilings.get("device_name") or "device"))
+    measured = dict(ceilings, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
+def cached_ceilings(device_name: str) -> dict[str, Any] | None:
+    """The ceilings doctor last measured on a device of this name, or None."""
+    try:
+        data = json.loads(ceilings_cache_path(device_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if data.get("device_name") == device_name else None
 
 
 def _flops_rate(tflops: float | None) -> str:

@@ -22,7 +22,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
 from .cases import Case
-from .runner import Workload, make_workload, one_line, release
+from .runner import Workload, choose_fastest_sdpa, make_workload, one_line, release
 
 CALL_LABEL = "rpbench.call"
 STEP_PREFIX = "ProfilerStep"  # ProfilerStep#<n>, averaged as ProfilerStep*
@@ -69,7 +69,7 @@ class PhaseTime:
 
 @dataclass(frozen=True)
 class OpTime:
-    """A CUDA kernel (on GPU) or an aten op (on CPU), per call: `self_ms` is device time for kernels, self CPU time for ops."""
+    """A CUDA kernel (on GPU) or an aten op (on CPU), per call; `self_ms` is device time resp. self CPU time."""
 
     name: str
     calls: float
@@ -100,27 +100,39 @@ class ProfileSummary:
         return sum(phase.device_ms or 0.0 for phase in self.phases)
 
 
+def build_as_measured(case: Case) -> Workload:
+    """The case's workload set up as the timed passes run it: `dense` with backend=auto gets the fastest SDPA
+    backend probed, as in runner.measure_case, so the trace shows the kernels that were timed."""
+    work = make_workload(case)
+    if case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto":
+        choose_fastest_sdpa(work, case.device)
+    return work
+
+
+def _is_annotation(event: Any) -> bool:
+    return event.device_type == DeviceType.CPU and event.is_user_annotation
+
+
 def _is_phase(event: Any) -> bool:
-    return (event.device_type == DeviceType.CPU and event.is_user_annotation and event.key != CALL_LABEL
-            and not event.key.startswith(STEP_PREFIX))
-
-
-def _is_device_work(event: Any) -> bool:
-    """Kernels, memcpy and memset on the GPU; not the GPU-side copies of record_function ranges."""
-    return event.device_type != DeviceType.CPU and not event.is_user_annotation
+    return _is_annotation(event) and event.key != CALL_LABEL and not event.key.startswith(STEP_PREFIX)
 
 
 def _peak_memory_mb(prof: profile, device: str) -> float | None:
-    """Replay the allocator events of the active steps on the case's device; the running maximum is the peak."""
+    """Largest running sum of the allocator's events inside one call, on the case's device: the peak above what
+    was resident when the call began (as in measure.peak_memory), taken over the active calls."""
     wanted = DeviceType.CUDA if device == "cuda" else DeviceType.CPU
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == wanted]
-    if not events:
-        return None
-    running = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        running += event.nbytes()
-        peak = max(peak, running)
-    return peak / 2**20
+    events = prof.profiler.kineto_results.events()
+    calls = [(e.start_ns(), e.end_ns()) for e in events if e.name() == CALL_LABEL and e.device_type() == DeviceType.CPU]
+    memory = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == wanted)
+    peaks = []
+    for start, end in calls:
+        running = peak = 0
+        for at, nbytes in memory:
+            if start <= at <= end:
+                running += nbytes
+                peak = max(peak, running)
+        peaks.append(peak)
+    return max(peaks) / 2**20 if any(peaks) else None
 
 
 def _summarize(prof: profile, device: str, active: int, trace_path: Path, tb_dir: Path | None) -> ProfileSummary:
@@ -136,7 +148,10 @@ def _summarize(prof: profile, device: str, active: int, trace_path: Path, tb_dir
         for e in averages if _is_phase(e)
     ]
     if on_cuda:
-        device_work = [e for e in averages if _is_device_work(e)]
+        # Kernels, memcpy and memset; not the GPU-side copies of record_function ranges.
+        annotations = {e.key for e in averages if _is_annotation(e)}
+        device_work = [e for e in averages if e.device_type != DeviceType.CPU and not e.is_user_annotation
+                       and e.key not in annotations]
         ops = [OpTime(e.key, e.count / active, e.self_device_time_total / per_call) for e in device_work]
         call_device_ms: float | None = sum(e.self_device_time_total for e in device_work) / per_call
         kind = "CUDA kernel"
@@ -231,7 +246,7 @@ def trace_case(case: Case, run_dir: Path) -> tuple[str | None, str | None]:
     relative = Path(TRACES_DIR) / f"{case.case_id}.json.gz"
     work = None
     try:
-        work = make_workload(case)
+        work = build_as_measured(case)
         profile_workload(work, case.device, run_dir / relative, plan=SWEEP_SCHEDULE, worker=case.label)
     except Exception as err:  # a trace is extra: failing to write one must not cost the measured row
         return None, f"trace not written: {one_line(err)[:200]}"
@@ -299,8 +314,8 @@ def memory_line(summary: ProfileSummary) -> str:
     where = "GPU" if summary.device == "cuda" else "CPU"
     if summary.peak_memory_mb is None:
         return f"peak {where} memory: the profiler recorded no allocations"
-    return (f"peak {where} memory allocated during the active steps: {summary.peak_memory_mb:.2f} MiB "
-            "(above what was resident when they began)")
+    return (f"peak {where} memory of one call: {summary.peak_memory_mb:.2f} MiB allocated above what was resident "
+            "when it began (largest over the active calls)")
 
 
 def how_to_open(summary: ProfileSummary) -> list[str]:

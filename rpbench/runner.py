@@ -8,6 +8,7 @@ import gc
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -113,7 +114,9 @@ def choose_fastest_sdpa(work: Workload, device: str) -> str:
     for backend in candidates:
         work.module.sdpa_backend = backend
         try:
-            timings[backend] = quick_median_ms(work.step, work.reset, device)
+            with warnings.catch_warnings():  # "kernel not used because ..." for every backend that cannot run
+                warnings.simplefilter("ignore")
+                timings[backend] = quick_median_ms(work.step, work.reset, device)
         except RuntimeError:
             continue
         finally:
@@ -278,7 +281,7 @@ def run_case(case: Case, measure: Measure, suite: str = "") -> tuple[dict[str, A
         row["status"] = "ok"
     except attentions.UnsupportedConfig as err:
         row.update(status="unsupported", notes=str(err))
-    except torch.OutOfMemoryError as err:
+    except torch.cuda.OutOfMemoryError as err:
         row.update(status="oom", notes=one_line(err)[:300])
     except NonFiniteOutput as err:
         row.update(status="nonfinite", notes=str(err))

@@ -56,6 +56,15 @@ def apply_threads(suite: Suite) -> None:
         torch.set_num_threads(suite.measure.threads)
 
 
+def measured_ceilings(cases: list[Case]) -> dict[str, Any] | None:
+    """Ceilings `rpbench doctor` cached for the device this sweep runs on (reports show % of them)."""
+    from .doctor import cached_ceilings
+    from .runner import device_name
+
+    devices = {case.device for case in cases}
+    return cached_ceilings(device_name(devices.pop())) if len(devices) == 1 else None
+
+
 def cooldown_seconds(suite: Suite, case: Case) -> float:
     if suite.measure.cooldown_s is not None:
         return suite.measure.cooldown_s
@@ -88,6 +97,7 @@ def run_sweep(
     apply_threads(suite)
     env = collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
+    env["ceilings"] = measured_ceilings(cases)
     writer.write_json(ENV, env)
     if not (run_dir / SUITE).exists():
         writer.write_text(SUITE, suite.text)

@@ -63,7 +63,7 @@ def check(name: str, resolution: int, layout: Layout) -> str | None:
         backbone = spec(name)
     except UnsupportedConfig as err:
         return str(err)
-    if not isinstance(resolution, int) or resolution < 1:
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
         return f"{name}: resolution must be a positive integer, got {resolution!r}"
     if resolution % backbone.total_stride:
         return f"{name}: resolution {resolution} is not divisible by the total stride {backbone.total_stride}"
@@ -75,6 +75,8 @@ def check(name: str, resolution: int, layout: Layout) -> str | None:
 def build(name: str, resolution: int, layout: Layout, num_classes: int = 1000) -> nn.Module:
     """The model for (B, 3, resolution, resolution) images -> (B, num_classes) logits."""
     reason = check(name, resolution, layout)
+    if not reason and (not isinstance(num_classes, int) or num_classes < 1):
+        reason = f"{name}: num_classes must be a positive integer, got {num_classes!r}"
     if reason:
         raise UnsupportedConfig(reason)
     backbone = spec(name)

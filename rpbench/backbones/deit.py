@@ -3,8 +3,9 @@
 Attention mechanisms are defined on a token grid, and a cls token has no place on it. So this DeiT
 has no cls token: every block's attention sees exactly the (H/16)×(W/16) patch grid, and the head
 classifies the mean of the final patch tokens (global average pooling, as Swin and PVT do). This
-drops one token from 197 at 224 px, which moves parameters by 2·C and MACs by about 0.5 %, well
-inside the published figures (DeiT-T 5.7 M / 1.3 GMACs, DeiT-S 22.1 M / 4.6, DeiT-B 86.6 M / 17.6).
+drops one token of 197 at 224 px: parameters move by 2·C (the cls token and its position) and MACs
+by about 1 %, well inside the published figures (DeiT-T 5.7 M / 1.26 GMACs, DeiT-S 22.1 M / 4.6,
+DeiT-B 86.6 M / 17.6).
 
 The learned position embedding is sized to the resolution the model is built for.
 """

@@ -44,7 +44,7 @@ class DWConvMlp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.fc1(x)
-        batch, tokens, channels = x.shape
+        batch, _, channels = x.shape
         x = x.transpose(1, 2).reshape(batch, channels, self.side, self.side)
         x = self.dwconv(x).flatten(2).transpose(1, 2)
         return self.fc2(self.act(x))

@@ -7,6 +7,7 @@ bias): window 7, shifted by 3 on odd blocks. Two rules decide the window of a st
 - any other grid the window does not divide is zero-padded to a multiple of it inside the block and
   cropped after (Swin's detection rule, see `_base.AttentionPlan`), so every resolution divisible
   by 32 runs.
+Blocks given to the layout's chosen attention get exactly the layout's knobs (no alternating shift).
 """
 from __future__ import annotations
 

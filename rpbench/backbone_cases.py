@@ -1,0 +1,168 @@
+"""Backbone scope: suites and `rpbench run --backbone` become Cases; a Case becomes a model workload.
+
+A backbone suite:
+
+    scope = "backbone"
+    [axes]
+    backbone = ["deit-s", "swin-t"]
+    resolution = [224, 512, 1024]
+    batch = [1]
+    dtype = ["bfloat16"]
+    mode = ["fwd"]
+    [[layout]]
+    label = "own"                 # no attention: the backbone's own everywhere
+    [[layout]]
+    label = "agent"
+    attention = "agent"
+    pattern = "AAAB"              # A = this attention, B = the backbone's own, one letter per stage
+    m = [9, 16, 49, 49]           # scalars or one value per stage
+    [layout.deit-s]               # per-backbone overrides (DeiT has one stage)
+    pattern = "A"
+    m = 49
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .cases import BACKBONE_AXES, DEVICES, DTYPES, MODES, Case, resolve_device
+
+LAYOUT_KEYS = {"label", "attention", "pattern"}
+
+
+def _layout_entries(path: Path, layouts: Any, names: list[str], err: Callable) -> list[tuple[str, dict[str, dict]]]:
+    """(label, {backbone: {attention, pattern, knobs}}) per [[layout]], validated for every backbone."""
+    from . import backbones
+
+    if not isinstance(layouts, list) or not layouts:
+        raise err(path, "layout", "give at least one [[layout]] table (label = \"own\" keeps each backbone's own)")
+    parsed, labels = [], set()
+    for index, entry in enumerate(layouts):
+        key = f"layout[{index}]"
+        if not isinstance(entry, dict):
+            raise err(path, key, "must be a table")
+        label = entry.get("label", entry.get("attention", "own"))
+        if not isinstance(label, str) or not label or label in labels:
+            raise err(path, f"{key}.label", f"needs a unique non-empty label, got {label!r}")
+        labels.add(label)
+        overrides = {k: v for k, v in entry.items() if isinstance(v, dict)}
+        stray = sorted(set(overrides) - set(backbones.available()))
+        if stray:
+            raise err(path, f"{key}.{stray[0]}", f"unknown backbone; available: {', '.join(backbones.available())}")
+        base = {k: v for k, v in entry.items() if k not in overrides}
+        per_backbone = {}
+        for name in names:
+            merged = {**base, **overrides.get(name, {})}
+            attention, pattern = merged.get("attention"), merged.get("pattern")
+            knobs = {k: v for k, v in merged.items() if k not in LAYOUT_KEYS}
+            try:
+                layout = backbones.parse_layout(name, attention, pattern, knobs)
+            except backbones.UnsupportedConfig as error:
+                raise err(path, key, f"{name}: {error}") from None
+            per_backbone[name] = layout
+        parsed.append((label, per_backbone))
+    return parsed
+
+
+def expand_backbone(path: Path, axes: dict[str, Any], layouts: Any, device_override: str | None,
+                    err: Callable, typed_list: Callable) -> list[Case]:
+    import itertools
+
+    from . import backbones
+
+    unknown = sorted(set(axes) - BACKBONE_AXES)
+    if unknown:
+        raise err(path, f"axes.{unknown[0]}", f"unknown axis for scope = \"backbone\"; allowed: "
+                  f"{', '.join(sorted(BACKBONE_AXES))}")
+    for required in ("backbone", "resolution"):
+        if required not in axes:
+            raise err(path, f"axes.{required}", "required for scope = \"backbone\"")
+    names = typed_list(path, "axes.backbone", axes["backbone"], str, backbones.available())
+    resolutions = typed_list(path, "axes.resolution", axes["resolution"], int)
+    batches = typed_list(path, "axes.batch", axes.get("batch", [1]), int)
+    dtypes = typed_list(path, "axes.dtype", axes.get("dtype", ["float32"]), str, DTYPES)
+    modes = typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
+    devices = typed_list(path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
+    devices = list(dict.fromkeys(resolve_device(d) for d in ([device_override] if device_override else devices)))
+    cases = []
+    for label, per_backbone in _layout_entries(path, layouts, names, err):
+        for name, resolution, batch, dtype, mode, device in itertools.product(
+            names, resolutions, batches, dtypes, modes, devices
+        ):
+            cases.append(backbone_case_for(name, per_backbone[name], label, resolution, batch, dtype, mode, device))
+    return cases
+
+
+def backbone_case_for(name: str, layout, label: str, resolution: int, batch: int, dtype: str, mode: str,
+                      device: str) -> Case:
+    """The Case of one backbone run; the grid columns describe its first stage (the largest token count)."""
+    from . import backbones
+
+    spec = backbones.spec(name)
+    stride = spec.stage_strides[0]
+    side = resolution // stride
+    stage_m = dict(layout.knobs).get("m")
+    return Case(scope="backbone", attention=layout.attention or spec.own_attention, label=label,
+                knobs=tuple((k, tuple(v)) for k, v in layout.knobs), batch=batch, height=side, width=side,
+                dim=spec.widths[0], heads=spec.heads[0], dtype=dtype, mode=mode, device=device,
+                m=stage_m[0] if stage_m else None, resolution=resolution, patch=stride, backbone=name,
+                layout=str(layout))
+
+
+def backbone_case(args, knobs: dict[str, Any]) -> tuple[Case | None, str | None]:
+    """`rpbench run --backbone NAME [--attention A] [--layout AAAB] --resolution R` -> a Case."""
+    from . import backbones
+
+    if args.resolution is None:
+        return None, "--backbone needs --resolution R (image side in px)"
+    if args.tokens is not None or args.grid is not None:
+        return None, "--backbone takes --resolution, not --tokens/--grid"
+    if args.m is not None:
+        knobs["m"] = args.m
+    try:
+        layout = backbones.parse_layout(args.backbone, args.attention, args.layout, knobs)
+    except backbones.UnsupportedConfig as err:
+        return None, str(err)
+    label = args.attention or "own"
+    return backbone_case_for(args.backbone, layout, label, args.resolution, args.batch, args.dtype, args.mode,
+                             resolve_device(args.device)), None
+
+
+def _layout_of(case: Case):
+    """Rebuild the validated Layout from the Case (its string form is `own` or `attention:PATTERN knobs`)."""
+    from . import backbones
+
+    if case.layout == "own":
+        return backbones.parse_layout(case.backbone, None, None, {})
+    pattern = case.layout.split()[0].partition(":")[2]
+    return backbones.parse_layout(case.backbone, case.attention, pattern, {k: list(v) for k, v in case.knobs})
+
+
+def make_backbone_workload(case: Case, steps: Callable):
+    """The whole model on seeded random images, with params, MACs and the measured attention share."""
+    import torch
+
+    from . import backbones
+    from .runner import DTYPES, Workload, case_seed
+
+    torch.manual_seed(case_seed(case))
+    model = backbones.build(case.backbone, case.resolution, _layout_of(case))
+    model = model.to(device=case.device, dtype=DTYPES[case.dtype]).eval()
+    gen = torch.Generator(device="cpu").manual_seed(case_seed(case) + 1)
+    images = torch.randn(case.batch, 3, case.resolution, case.resolution, generator=gen)
+    images = images.to(device=case.device, dtype=DTYPES[case.dtype])
+    grad_out = torch.randn(case.batch, 1000, generator=gen).to(device=case.device, dtype=DTYPES[case.dtype])
+    macs = backbones.count_macs(model, images[:1])
+    extra = {
+        "gmacs": macs / 1e9,
+        "gflops": 2 * macs / 1e9,
+        "attention_share": backbones.attention_share(model, images, case.device),
+    }
+
+    def forward():
+        return model(images)
+
+    step, reset = steps(model, forward, case.mode, grad_out)
+    # No closed-form FLOPs for a whole model: flops_analytic stays empty, flops_counted is measured.
+    return Workload(module=model, step=step, reset=reset, forward=forward, batch=case.batch, tokens=case.tokens,
+                    flops_analytic=None, extra=extra)

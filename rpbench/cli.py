@@ -170,7 +170,10 @@ def run(
                                          "B = the backbone's own attention)."),
     warmup_ms: float = typer.Option(50.0, "--warmup-ms", help="Warm-up time before sampling, ms."),
     repeat_ms: float = typer.Option(200.0, "--repeat-ms", help="Time budget for timed samples, ms."),
-    as_json: bool = typer.Option(False, "--json", help="Print the row as JSON instead of a table."),
+    max_batch: bool = typer.Option(False, "--max-batch", help="Double the batch from 1 until CUDA runs out of "
+                                   "memory; report the largest batch that fits and the peak img/s (CUDA only)."),
+    batch_limit: int = typer.Option(4096, "--batch-limit", help="Largest batch --max-batch tries."),
+    as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
     """Measure one case and print its row."""
     import json
@@ -187,9 +190,12 @@ def run(
     if error:
         fail(error)
     _resolve_device_or_fail(case.device)
-    from .cases import Measure
 
-    row, _ = run_case(case, Measure(warmup_ms=warmup_ms, repeat_ms=repeat_ms), suite="run")
+    measure = Measure(warmup_ms=warmup_ms, repeat_ms=repeat_ms)
+    if max_batch:
+        _max_batch(case, measure, batch_limit, as_json)
+        return
+    row, _ = run_case(case, measure, suite="run")
     if as_json:
         typer.echo(json.dumps(row, default=str, indent=2))
     else:
@@ -260,6 +266,36 @@ def profile_command(
     console.print(memory_line(summary))
     for line in how_to_open(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _max_batch(case, measure, limit: int, as_json: bool) -> None:
+    import json
+
+    from rich.table import Table
+
+    from .max_batch import search_max_batch
+    from .runner import run_case
+
+    if case.device != "cuda":
+        fail("--max-batch searches for the CUDA out-of-memory boundary; this case runs on cpu")
+    search = search_max_batch(case, lambda c: run_case(c, measure, suite="run")[0], limit)
+    best = search.best
+    if as_json:
+        payload = {"max_batch": search.max_batch, "oom_at": search.oom_at, "stopped": search.stopped,
+                   "best": best, "rows": search.rows}
+        typer.echo(json.dumps(payload, default=str, indent=2))
+        return
+    table = Table("batch", "status", "median ms", "img/s", "peak MiB", title=f"--max-batch: {case.describe()}")
+    for row in search.rows:
+        ok = row["status"] == "ok"
+        table.add_row(str(row["batch"]), row["status"], f"{row['latency_ms_median']:.4g}" if ok else "-",
+                      f"{row['throughput_img_s']:.4g}" if ok else "-",
+                      f"{row['peak_mem_mb']:.4g}" if ok and row.get("peak_mem_mb") else "-")
+    console.print(table)
+    boundary = f"out of memory at batch {search.oom_at}" if search.oom_at else search.stopped
+    console.print(f"largest batch that fits: {search.max_batch or 'none'} ({boundary})")
+    if best:
+        console.print(f"peak throughput: {best['throughput_img_s']:.4g} img/s at batch {best['batch']}")
 
 
 @app.command("list")

@@ -22,6 +22,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
 from .cases import Case
+from .measure import quiet_native_stderr
 from .runner import Workload, choose_fastest_sdpa, make_workload, one_line, release
 
 CALL_LABEL = "rpbench.call"
@@ -224,7 +225,7 @@ def profile_workload(
         _save_traces(prof, trace_path, tensorboard_dir, worker)
         summaries.append(_summarize(prof, device, plan.active, trace_path, tensorboard_dir))
 
-    with profile(
+    with quiet_native_stderr(), profile(
         activities=activities,
         schedule=schedule(wait=plan.wait, warmup=plan.warmup, active=plan.active, repeat=1),
         on_trace_ready=on_trace_ready,

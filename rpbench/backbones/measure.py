@@ -8,6 +8,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 import attentions
 
+from ..measure import quiet_native_stderr
+
 ATTENTION_EVENT = "backbone.attention"
 FORWARD_EVENT = "backbone.forward"
 
@@ -60,7 +62,7 @@ def attention_share(model: nn.Module, images: Tensor, device: str | torch.device
             model(images)
             if cuda:
                 torch.cuda.synchronize()
-            with profile(activities=activities) as prof:
+            with quiet_native_stderr(), profile(activities=activities) as prof:
                 with record_function(FORWARD_EVENT):
                     model(images)
                 if cuda:

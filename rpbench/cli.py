@@ -148,26 +148,56 @@ def _sweep_with_progress(loaded, cases, run_dir: Path, command: str, profile: bo
     console.print(f"results: {run_dir / 'results.csv'}  (rpbench report {run_dir})")
 
 
+# Case flags shared by `run` and `profile` (the same Option objects, so help stays identical).
+ATTENTION_OPT = typer.Option(None, "--attention", help="Registry name (see `rpbench list`).")
+TOKENS_OPT = typer.Option(None, "--tokens", help="N tokens on a square grid (N must be a square).")
+GRID_OPT = typer.Option(None, "--grid", help="Token grid as HxW, e.g. 32x64.")
+RESOLUTION_OPT = typer.Option(None, "--resolution", help="Image side in px (with --patch, or with --backbone).")
+PATCH_OPT = typer.Option(16, "--patch", help="Patch size in px used with --resolution.")
+DIM_OPT = typer.Option(384, "--dim", help="Channels C.")
+HEADS_OPT = typer.Option(6, "--heads", help="Attention heads.")
+M_OPT = typer.Option(None, "--m", help="Representatives/agents, for mechanisms that have them.")
+KNOB_OPT = typer.Option([], "--knob", help="Extra mechanism knob as key=value (repeatable), e.g. --knob em_iters=2.")
+BATCH_OPT = typer.Option(1, "--batch", help="Batch size.")
+DTYPE_OPT = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16.")
+MODE_OPT = typer.Option("fwd", "--mode", help="fwd (forward, inference mode) or fwdbwd (forward + backward).")
+CASE_DEVICE_OPT = typer.Option("auto", "--device", help="auto, cuda or cpu.")
+BACKBONE_OPT = typer.Option(None, "--backbone", help="A whole backbone instead of one layer (see `rpbench list`); "
+                            "needs --resolution.")
+LAYOUT_OPT = typer.Option(None, "--layout", help="Backbone stage pattern, e.g. AAAB (A = --attention, B = the "
+                          "backbone's own attention).")
+
+
+def _case_or_fail(flags: dict):
+    """The case named by the shared flags (a command's locals), or one error line and exit 2."""
+    from dataclasses import fields
+
+    from .one_case import CaseArgs, build_case
+
+    case, error = build_case(CaseArgs(**{f.name: flags[f.name] for f in fields(CaseArgs)}))
+    if error:
+        fail(error)
+    _resolve_device_or_fail(case.device)
+    return case
+
+
 @app.command()
 def run(
-    attention: Optional[str] = typer.Option(None, "--attention", help="Registry name (see `rpbench list`)."),
-    tokens: Optional[int] = typer.Option(None, "--tokens", help="N tokens on a square grid (N must be a square)."),
-    grid: Optional[str] = typer.Option(None, "--grid", help="Token grid as HxW, e.g. 32x64."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Image side in px (with --patch)."),
-    patch: int = typer.Option(16, "--patch", help="Patch size in px used with --resolution."),
-    dim: int = typer.Option(384, "--dim", help="Channels C."),
-    heads: int = typer.Option(6, "--heads", help="Attention heads."),
-    m: Optional[int] = typer.Option(None, "--m", help="Representatives/agents, for mechanisms that have them."),
-    knob: list[str] = typer.Option([], "--knob", help="Extra mechanism knob as key=value (repeatable), e.g. "
-                                   "--knob em_iters=2."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
-    mode: str = typer.Option("fwd", "--mode", help="fwd (forward, inference mode) or fwdbwd (forward + backward)."),
-    device: str = typer.Option("auto", "--device", help="auto, cuda or cpu."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Measure a whole backbone instead of one layer "
-                                           "(see `rpbench list`); needs --resolution."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="Backbone stage pattern, e.g. AAAB (A = --attention, "
-                                         "B = the backbone's own attention)."),
+    attention: Optional[str] = ATTENTION_OPT,
+    tokens: Optional[int] = TOKENS_OPT,
+    grid: Optional[str] = GRID_OPT,
+    resolution: Optional[int] = RESOLUTION_OPT,
+    patch: int = PATCH_OPT,
+    dim: int = DIM_OPT,
+    heads: int = HEADS_OPT,
+    m: Optional[int] = M_OPT,
+    knobs: list[str] = KNOB_OPT,
+    batch: int = BATCH_OPT,
+    dtype: str = DTYPE_OPT,
+    mode: str = MODE_OPT,
+    device: str = CASE_DEVICE_OPT,
+    backbone: Optional[str] = BACKBONE_OPT,
+    layout: Optional[str] = LAYOUT_OPT,
     warmup_ms: float = typer.Option(50.0, "--warmup-ms", help="Warm-up time before sampling, ms."),
     repeat_ms: float = typer.Option(200.0, "--repeat-ms", help="Time budget for timed samples, ms."),
     max_batch: bool = typer.Option(False, "--max-batch", help="Double the batch from 1 until CUDA runs out of "
@@ -179,18 +209,10 @@ def run(
     import json
 
     from .cases import Measure
-    from .one_case import CaseArgs, build_case
     from .runner import run_case
     from .summary import row_table
 
-    args = CaseArgs(attention=attention, tokens=tokens, grid=grid, resolution=resolution, patch=patch, dim=dim,
-                    heads=heads, m=m, knobs=knob, batch=batch, dtype=dtype, mode=mode, device=device,
-                    backbone=backbone, layout=layout)
-    case, error = build_case(args)
-    if error:
-        fail(error)
-    _resolve_device_or_fail(case.device)
-
+    case = _case_or_fail(locals())
     measure = Measure(warmup_ms=warmup_ms, repeat_ms=repeat_ms)
     if max_batch:
         _max_batch(case, measure, batch_limit, as_json)
@@ -206,21 +228,21 @@ def run(
 
 @app.command("profile")
 def profile_command(
-    attention: Optional[str] = typer.Option(None, "--attention", help="Registry name (see `rpbench list`)."),
-    tokens: Optional[int] = typer.Option(None, "--tokens", help="N tokens on a square grid (N must be a square)."),
-    grid: Optional[str] = typer.Option(None, "--grid", help="Token grid as HxW, e.g. 32x64."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Image side in px (with --patch)."),
-    patch: int = typer.Option(16, "--patch", help="Patch size in px used with --resolution."),
-    dim: int = typer.Option(384, "--dim", help="Channels C."),
-    heads: int = typer.Option(6, "--heads", help="Attention heads."),
-    m: Optional[int] = typer.Option(None, "--m", help="Representatives/agents, for mechanisms that have them."),
-    knob: list[str] = typer.Option([], "--knob", help="Extra mechanism knob as key=value (repeatable)."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
-    mode: str = typer.Option("fwd", "--mode", help="fwd (forward, inference mode) or fwdbwd (forward + backward)."),
-    device: str = typer.Option("auto", "--device", help="auto, cuda or cpu."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Profile a whole backbone (needs --resolution)."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="Backbone stage pattern, e.g. AAAB."),
+    attention: Optional[str] = ATTENTION_OPT,
+    tokens: Optional[int] = TOKENS_OPT,
+    grid: Optional[str] = GRID_OPT,
+    resolution: Optional[int] = RESOLUTION_OPT,
+    patch: int = PATCH_OPT,
+    dim: int = DIM_OPT,
+    heads: int = HEADS_OPT,
+    m: Optional[int] = M_OPT,
+    knobs: list[str] = KNOB_OPT,
+    batch: int = BATCH_OPT,
+    dtype: str = DTYPE_OPT,
+    mode: str = MODE_OPT,
+    device: str = CASE_DEVICE_OPT,
+    backbone: Optional[str] = BACKBONE_OPT,
+    layout: Optional[str] = LAYOUT_OPT,
     out: Optional[Path] = typer.Option(None, "--out", help="Dir for tb/ and trace.json.gz. Default: "
                                        "results/profile-<attention>-<time>."),
     wait: int = typer.Option(1, "--wait", help="Calls run before the profiler starts."),
@@ -232,20 +254,13 @@ def profile_command(
 
     import attentions
 
-    from .one_case import CaseArgs, build_case
     from .profile import Schedule, build_as_measured, how_to_open, memory_line, ops_table, phase_table, profile_workload
     from .runner import one_line
 
-    args = CaseArgs(attention=attention, tokens=tokens, grid=grid, resolution=resolution, patch=patch, dim=dim,
-                    heads=heads, m=m, knobs=knob, batch=batch, dtype=dtype, mode=mode, device=device,
-                    backbone=backbone, layout=layout)
-    case, error = build_case(args)
-    if error:
-        fail(error)
+    case = _case_or_fail(locals())
     plan = Schedule(wait=wait, warmup=warmup, active=active)
     if plan.problem():
         fail(plan.problem())
-    _resolve_device_or_fail(case.device)
     subject = case.label if case.backbone is None else f"{case.backbone}-{case.label}"
     out_dir = out or Path("results") / f"profile-{subject}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -300,10 +315,11 @@ def _max_batch(case, measure, limit: int, as_json: bool) -> None:
 
 @app.command("list")
 def list_mechanisms() -> None:
-    """The attention mechanisms: complexity, knobs with defaults, and state-dict compatibility."""
-    from .summary import mechanisms_table
+    """The attention mechanisms (complexity, knobs with defaults, state-dict compatibility) and the backbones."""
+    from .summary import backbones_table, mechanisms_table
 
     console.print(mechanisms_table())
+    console.print(backbones_table())
 
 
 @app.command()

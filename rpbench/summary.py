@@ -56,3 +56,14 @@ def mechanisms_table() -> Table:
         knobs = ", ".join(f"{k}={v.default!r}" for k, v in spec.knobs.items()) or "-"
         table.add_row(name, spec.complexity, knobs, spec.state_dict_compat or "-")
     return table
+
+
+def backbones_table() -> Table:
+    from . import backbones
+
+    table = Table("backbone", "stages", "widths", "depths", "own attention", "stride", title="backbones (--backbone)")
+    for name in backbones.available():
+        spec = backbones.spec(name)
+        table.add_row(name, str(spec.stages), "-".join(map(str, spec.widths)), "-".join(map(str, spec.depths)),
+                      spec.own_attention, str(spec.total_stride))
+    return table

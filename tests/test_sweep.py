@@ -235,7 +235,9 @@ def test_run_bad_input_is_one_line(args, words):
 def test_list_shows_every_mechanism():
     import attentions
 
+    from rpbench import backbones
+
     result = invoke("list")
     assert result.exit_code == 0
-    for name in attentions.available():
+    for name in attentions.available() + backbones.available():
         assert name in result.output

@@ -40,11 +40,7 @@ _MECHANISM_MODULES = (
 )
 
 for _module in _MECHANISM_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_module}")
-    except ModuleNotFoundError as _err:  # a mechanism file not written yet
-        if _err.name != f"{__name__}.{_module}":
-            raise
+    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
     "FLOP_CONVENTION",

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.profiler import record_function
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -56,3 +57,30 @@ def dwc_flops(batch: int, tokens: int, channels: int, kernel: int) -> int:
 
 def trunc_normal_(tensor: Tensor, std: float = 0.02) -> Tensor:
     return torch.nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+class HeadwiseAttention(nn.Module):
+    """qkv Linear -> heads -> `attend(q, k, v)` -> merge -> output Linear, with timm `Attention`'s keys.
+
+    Subclasses only say how heads attend; the projections, checks and phase labels stay in one place.
+    """
+
+    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int]):
+        super().__init__()
+        self.num_heads = num_heads
+        self.grid = grid
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """(B, h, N, d) queries, keys, values -> (B, h, N, d)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_tokens(x, self.grid)
+        with record_function("qkv"):
+            q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        with record_function("core"):
+            out = merge_heads(self.attend(q, k, v))
+        with record_function("proj"):
+            return self.proj(out)

@@ -5,11 +5,10 @@ State-dict compatible with timm's `Attention` built with qkv_bias=True (keys `qk
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.profiler import record_function
 
-from ._common import attention_flops, check_tokens, merge_heads, qkv_out_flops, split_heads
+from ._common import HeadwiseAttention, attention_flops, qkv_out_flops
 from ._registry import AttentionSpec, Knob, register
 
 SDPA_BACKENDS = {
@@ -20,27 +19,16 @@ SDPA_BACKENDS = {
 }
 
 
-class DenseAttention(nn.Module):
+class DenseAttention(HeadwiseAttention):
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], backend: str = "auto"):
-        super().__init__()
-        self.num_heads = num_heads
-        self.grid = grid
+        super().__init__(dim, num_heads, grid)
         self.sdpa_backend = backend  # what was asked for; the harness records what actually ran
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_tokens(x, self.grid)
-        with record_function("qkv"):
-            q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        with record_function("core"):
-            if self.sdpa_backend == "auto":
-                out = F.scaled_dot_product_attention(q, k, v)
-            else:
-                with sdpa_kernel([SDPA_BACKENDS[self.sdpa_backend]]):
-                    out = F.scaled_dot_product_attention(q, k, v)
-        with record_function("proj"):
-            return self.proj(merge_heads(out))
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        if self.sdpa_backend == "auto":
+            return F.scaled_dot_product_attention(q, k, v)
+        with sdpa_kernel([SDPA_BACKENDS[self.sdpa_backend]]):
+            return F.scaled_dot_product_attention(q, k, v)
 
 
 def dense_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, **_) -> dict[str, int]:

@@ -8,32 +8,17 @@ FLOPs: core = Q·Kᵀ and A·V = 4·B·N²·C; proj = qkv and output Linear laye
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
-from torch.profiler import record_function
+from torch import Tensor
 
-from ._common import check_tokens, merge_heads, split_heads
+from ._common import HeadwiseAttention
 from ._registry import AttentionSpec, register
 from .dense import dense_flops
 
 
-class NaiveDenseAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int]):
-        super().__init__()
-        self.num_heads = num_heads
-        self.grid = grid
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_tokens(x, self.grid)
-        with record_function("qkv"):
-            q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        with record_function("core"):
-            scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, h, N, N), held in memory
-            out = scores.softmax(dim=-1) @ v
-        with record_function("proj"):
-            return self.proj(merge_heads(out))
+class NaiveDenseAttention(HeadwiseAttention):
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, h, N, N), held in memory
+        return scores.softmax(dim=-1) @ v
 
 
 SPEC = register(

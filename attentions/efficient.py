@@ -10,10 +10,9 @@ the host block and is left out here, as in every other mechanism of this package
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
-from torch.profiler import record_function
+from torch import Tensor
 
-from ._common import check_tokens, matmul_flops, merge_heads, qkv_out_flops, split_heads
+from ._common import HeadwiseAttention, matmul_flops, qkv_out_flops
 from ._registry import AttentionSpec, register
 
 ORDERS = ("linear", "quadratic")
@@ -33,22 +32,9 @@ def efficient_attention(q: Tensor, k: Tensor, v: Tensor, order: str = "linear") 
     raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
 
 
-class EfficientAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int]):
-        super().__init__()
-        self.num_heads = num_heads
-        self.grid = grid
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_tokens(x, self.grid)
-        with record_function("qkv"):
-            q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        with record_function("core"):
-            out = merge_heads(efficient_attention(q, k, v))
-        with record_function("proj"):
-            return self.proj(out)
+class EfficientAttention(HeadwiseAttention):
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return efficient_attention(q, k, v)
 
 
 def efficient_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, **_) -> dict[str, int]:

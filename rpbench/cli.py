@@ -64,7 +64,7 @@ def sweep(
 
     from .cases import SuiteError
     from .store import SUITE
-    from .sweep import default_run_dir, filter_cases, run_sweep
+    from .sweep import default_run_dir, filter_cases
 
     if device is not None and device not in ("auto", "cuda", "cpu"):
         fail(f"--device: {device!r} is not one of auto, cuda, cpu")

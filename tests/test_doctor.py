@@ -48,6 +48,8 @@ def test_cpu_doctor_json_shape_and_exit_code(cpu_run):
     assert ceilings["copy_gbps"] > 0 and ceilings["threads"] == torch.get_num_threads()
     sdpa = next(check for check in report["checks"] if check["name"] == "sdpa backends")
     assert all("math" in names for names in sdpa["values"]["backends"].values())
+    cached = doctor.cached_ceilings(ceilings["device_name"])  # kept for the sweeps that follow
+    assert cached is not None and cached["matmul_tflops"] == ceilings["matmul_tflops"]
 
 
 def test_a_failing_check_makes_exit_1_and_the_checklist_says_so(monkeypatch):

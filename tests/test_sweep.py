@@ -58,6 +58,16 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert (out / "suite.toml").read_text() == path.read_text()
 
 
+def test_doctor_ceilings_reach_env_json(tmp_path):
+    from rpbench.doctor import save_ceilings
+    from rpbench.environment import cpu_model
+
+    save_ceilings({"device_name": cpu_model(), "matmul_tflops": {"float32": 0.5, "bfloat16": 0.1}})
+    result, out = sweep(tmp_path, tiny_suite(tmp_path, names=("dense",), tokens="16"))
+    env = json.loads((out / "env.json").read_text())
+    assert env["ceilings"]["matmul_tflops"] == {"float32": 0.5, "bfloat16": 0.1}
+
+
 def test_dense_auto_backend_is_the_fastest_probed(tmp_path):
     result, out = sweep(tmp_path, tiny_suite(tmp_path, names=("dense",), tokens="256"))
     row = rpbench.load(out).iloc[0]

@@ -6,10 +6,15 @@ with stride H/G. This is the grid partition of google-research/maxvit `maxvit/mo
 (and timm's `grid_partition`). Attention runs inside each group with a relative position bias over
 the G×G positions ((2G-1)² entries per head, Swin's table layout and key names).
 
+A grid side larger than the short side of the map is clamped to it (as Swin clamps its window), and a
+map that is not a multiple of G is zero-padded at the bottom/right and cropped after (as Swin's
+detection backbone pads windows), so every resolution runs.
+
 Profiler phases: `qkv` includes the grid partition, `core` the bias gather and attention, `proj`
 the output Linear and the reverse partition.
 
-FLOPs: core = Q·Kᵀ and A·V inside every group of G² tokens = 4·B·N·G²·C; proj = 8·B·N·C².
+FLOPs (Np = the padded token count): core = Q·Kᵀ and A·V inside every group of G² tokens
+= 4·B·Np·G²·C; proj = 8·B·Np·C² (the projections run on the padded groups).
 """
 from __future__ import annotations
 
@@ -17,39 +22,37 @@ from torch import Tensor
 
 from ._common import attention_flops, qkv_out_flops
 from ._registry import AttentionSpec, Knob, register
-from .window import GroupedBiasAttention
+from .window import GroupedBiasAttention, clamped_side, padded_grid
 
 
 class GridAttention(GroupedBiasAttention):
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], window: int = 7):
-        super().__init__(dim, num_heads, grid, side=window)
+        super().__init__(dim, num_heads, grid, side=clamped_side(grid, window))
 
-    def _partition(self, x: Tensor) -> Tensor:
-        batch, _, channels = x.shape
-        height, width = self.grid
+    def _partition(self, maps: Tensor) -> Tensor:
+        batch, height, width, channels = maps.shape
         g = self.side
-        cells = x.view(batch, g, height // g, g, width // g, channels).permute(0, 2, 4, 1, 3, 5)
+        cells = maps.view(batch, g, height // g, g, width // g, channels).permute(0, 2, 4, 1, 3, 5)
         return cells.reshape(batch, -1, g * g, channels)  # groups ordered by offset (a, b)
 
     def _reverse(self, groups: Tensor) -> Tensor:
         batch, _, _, channels = groups.shape
-        height, width = self.grid
+        height, width = self.padded
         g = self.side
         cells = groups.view(batch, height // g, width // g, g, g, channels).permute(0, 3, 1, 4, 2, 5)
-        return cells.reshape(batch, height * width, channels)
+        return cells.reshape(batch, height, width, channels)
 
 
 def grid_check(grid: tuple[int, int], window: int, **_) -> str | None:
     if window < 1:
         return f"window (grid side G) must be >= 1, got {window}"
-    height, width = grid
-    if height % window or width % window:
-        return f"grid {height}x{width} is not divisible by grid side G={window}"
     return None
 
 
 def grid_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, window: int) -> dict[str, int]:
-    tokens = grid[0] * grid[1]
+    window = clamped_side(grid, window)
+    height, width = padded_grid(grid, window)
+    tokens = height * width
     group_size = window * window
     problems = batch * (tokens // group_size) * num_heads
     return {
@@ -68,7 +71,8 @@ SPEC = register(
         scaling="linear",
         factory=GridAttention,
         flops_fn=grid_flops,
-        knobs={"window": Knob(7, "grid side G: each group holds G×G tokens spread over the whole map")},
+        knobs={"window": Knob(7, "grid side G: each group holds G×G tokens spread over the whole map; clamped "
+                                 "to min(H, W), the map zero-padded to a multiple of G")},
         check_fn=grid_check,
         state_dict_compat="Swin-style names: relative_position_bias_table, relative_position_index, "
         "qkv.*, proj.*",

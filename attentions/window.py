@@ -8,8 +8,7 @@ relative_position_index buffer (w², w²), qkv.*, proj.*. The shift mask is a no
 because Swin keeps it on the block, not on `WindowAttention`.
 
 A grid that is not a multiple of the window is zero-padded at the bottom/right before the shift
-and cropped after, as Swin's detection and segmentation backbones do (their `SwinTransformerBlock`
-pads with F.pad); padded tokens take part in the attention exactly as there.
+and cropped after, as Swin's detection and segmentation backbones do (see GroupedBiasAttention).
 
 Bias and mask reach the kernel as a float `attn_mask` of scaled_dot_product_attention, so fused
 kernels can run. Profiler phases: `qkv` includes the cyclic shift and window partition (done on
@@ -41,10 +40,23 @@ def relative_position_index(side: int) -> Tensor:
     return delta[0] * (2 * side - 1) + delta[1]
 
 
+def padded_grid(grid: tuple[int, int], side: int) -> tuple[int, int]:
+    """The grid rounded up to whole multiples of `side` (padding goes at the bottom/right)."""
+    return tuple(-(-length // side) * side for length in grid)  # type: ignore[return-value]
+
+
+def clamped_side(grid: tuple[int, int], side: int) -> int:
+    """Swin's clamp: a window (or grid side) that covers the short side of the map becomes that side."""
+    return min(grid) if min(grid) <= side else side
+
+
 class GroupedBiasAttention(nn.Module, ABC):
     """Attention inside disjoint groups of side×side tokens with a learned relative position bias.
 
-    Subclasses decide which tokens form a group (`_partition` / `_reverse`) and may add a mask.
+    A map that is not a multiple of `side` is zero-padded at the bottom/right before grouping and
+    cropped after, as Swin's detection and segmentation backbones do (their blocks call F.pad);
+    padded tokens take part in the attention exactly as there. Subclasses decide which tokens of the
+    padded map form a group (`_partition` / `_reverse`) and may add a mask.
     """
 
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], side: int):
@@ -52,6 +64,7 @@ class GroupedBiasAttention(nn.Module, ABC):
         self.num_heads = num_heads
         self.grid = grid
         self.side = side
+        self.padded = padded_grid(grid, side)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * side - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(side))
         self.qkv = nn.Linear(dim, dim * 3)
@@ -59,12 +72,12 @@ class GroupedBiasAttention(nn.Module, ABC):
         trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     @abstractmethod
-    def _partition(self, x: Tensor) -> Tensor:
-        """(B, N, C) -> (B, groups, side², C)."""
+    def _partition(self, maps: Tensor) -> Tensor:
+        """Padded maps (B, Hp, Wp, C) -> (B, groups, side², C)."""
 
     @abstractmethod
     def _reverse(self, groups: Tensor) -> Tensor:
-        """(B, groups, side², C) -> (B, N, C), the inverse of `_partition`."""
+        """(B, groups, side², C) -> padded maps (B, Hp, Wp, C), the inverse of `_partition`."""
 
     def _group_mask(self) -> Tensor | None:
         """Optional additive mask (groups, side², side²), added on top of the bias."""
@@ -80,7 +93,11 @@ class GroupedBiasAttention(nn.Module, ABC):
         batch, _, channels = x.shape
         heads = self.num_heads
         with record_function("qkv"):
-            groups = self._partition(x)
+            maps = x.view(batch, *self.grid, channels)
+            pad_h, pad_w = self.padded[0] - self.grid[0], self.padded[1] - self.grid[1]
+            if pad_h or pad_w:
+                maps = F.pad(maps, (0, 0, 0, pad_w, 0, pad_h))
+            groups = self._partition(maps)
             num_groups, tokens = groups.shape[1], groups.shape[2]
             qkv = self.qkv(groups).view(batch, num_groups, tokens, 3, heads, channels // heads)
             q, k, v = qkv.permute(3, 0, 1, 4, 2, 5)  # each (B, groups, h, T, d)
@@ -96,7 +113,9 @@ class GroupedBiasAttention(nn.Module, ABC):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
         with record_function("proj"):
             out = out.view(batch, num_groups, heads, tokens, -1).transpose(2, 3)
-            return self._reverse(self.proj(out.reshape(batch, num_groups, tokens, channels)))
+            maps = self._reverse(self.proj(out.reshape(batch, num_groups, tokens, channels)))
+            maps = maps[:, : self.grid[0], : self.grid[1]]
+            return maps.reshape(batch, self.grid[0] * self.grid[1], channels)
 
 
 def effective_window(grid: tuple[int, int], window: int, shift: int) -> tuple[int, int]:
@@ -106,18 +125,12 @@ def effective_window(grid: tuple[int, int], window: int, shift: int) -> tuple[in
     return window, shift
 
 
-def padded_grid(grid: tuple[int, int], window: int) -> tuple[int, int]:
-    """The grid rounded up to whole windows (Swin's detection backbone pads bottom/right)."""
-    return tuple(-(-side // window) * window for side in grid)  # type: ignore[return-value]
-
-
 class WindowAttention(GroupedBiasAttention):
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], window: int = 7, shift: int = 0):
         window, shift = effective_window(grid, window, shift)
         super().__init__(dim, num_heads, grid, side=window)
         self.window = window
         self.shift = shift
-        self.padded = padded_grid(grid, window)
         self.register_buffer("shift_mask", self._build_shift_mask() if shift else None, persistent=False)
 
     def _windows(self, maps: Tensor) -> Tensor:
@@ -149,11 +162,7 @@ class WindowAttention(GroupedBiasAttention):
     def _group_mask(self) -> Tensor | None:
         return self.shift_mask
 
-    def _partition(self, x: Tensor) -> Tensor:
-        maps = x.view(x.shape[0], *self.grid, x.shape[-1])
-        pad_h, pad_w = self.padded[0] - self.grid[0], self.padded[1] - self.grid[1]
-        if pad_h or pad_w:
-            maps = F.pad(maps, (0, 0, 0, pad_w, 0, pad_h))
+    def _partition(self, maps: Tensor) -> Tensor:
         if self.shift:
             maps = torch.roll(maps, shifts=(-self.shift, -self.shift), dims=(1, 2))
         return self._windows(maps)
@@ -166,8 +175,7 @@ class WindowAttention(GroupedBiasAttention):
         maps = maps.reshape(batch, height, width, channels)
         if self.shift:
             maps = torch.roll(maps, shifts=(self.shift, self.shift), dims=(1, 2))
-        maps = maps[:, : self.grid[0], : self.grid[1]]
-        return maps.reshape(batch, self.grid[0] * self.grid[1], channels)
+        return maps
 
 
 def window_check(grid: tuple[int, int], window: int, shift: int, **_) -> str | None:

@@ -152,8 +152,9 @@ def test_bad_layouts_give_one_line_errors(args, fragment):
 def test_own_window_pads_grids_the_window_does_not_divide():
     """At 64 px Swin's grids are 16, 8, 4, 2: window 7 pads the first two (to 21, 14), covers the rest."""
     model = backbones.build("swin-t", 64, backbones.parse_layout("swin-t", None, None, {}))
-    grids = [block.attn.grid for stage in model.stages for block in stage if hasattr(block, "attn")]
-    assert grids == [(21, 21)] * 2 + [(14, 14)] * 2 + [(4, 4)] * 6 + [(2, 2)] * 2
+    attns = [block.attn for stage in model.stages for block in stage if hasattr(block, "attn")]
+    assert [a.grid for a in attns] == [(16, 16)] * 2 + [(8, 8)] * 2 + [(4, 4)] * 6 + [(2, 2)] * 2
+    assert [a.padded for a in attns] == [(21, 21)] * 2 + [(14, 14)] * 2 + [(4, 4)] * 6 + [(2, 2)] * 2
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 

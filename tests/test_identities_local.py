@@ -265,8 +265,7 @@ def test_sra_state_dict_matches_pvt_v2_attention():
         ("window", (16, 16), {"window": 4, "shift": 4}, "shift 4"),
         ("window", (16, 16), {"window": 4, "shift": -1}, "shift must be >= 0"),
         ("window", (16, 16), {"window": 0}, "window must be >= 1"),
-        ("grid", (63, 64), {"window": 8}, "not divisible by grid side G=8"),
-        ("grid", (8, 8), {"window": 16}, "not divisible by grid side G=16"),
+        ("grid", (16, 16), {"window": 0}, "must be >= 1, got 0"),
         ("sra", (4, 64), {"sr_ratio": 8}, "smaller than sr_ratio 8"),
         ("sra", (8, 8), {"sr_ratio": 0}, "sr_ratio must be >= 1"),
     ],
@@ -287,18 +286,20 @@ def test_check_gives_one_line_reason(name, grid, knobs, fragment):
         ("sra", (7, 9), {"sr_ratio": 2}),  # the strided conv floors, as PVT's does
         ("window", (63, 64), {"window": 8}),  # padded to whole windows, as Swin's detection backbone does
         ("window", (8, 12), {"window": 16}),  # clamped to 8 first, then padded
+        ("grid", (63, 64), {"window": 8}),  # padded to multiples of G
+        ("grid", (8, 8), {"window": 16}),  # clamped to the map: one global group
     ],
 )
 def test_check_accepts_valid_configs(name, grid, knobs):
     assert attentions.spec(name).check(grid=grid, dim=384, num_heads=6, **knobs) is None
 
 
-@pytest.mark.parametrize("shift", [0, 3])
-def test_window_pads_to_whole_windows_like_swin_detection(shift):
-    """On 10x13 with w=7 the map is zero-padded to 14x14, attended, and cropped: identical to running the
+@pytest.mark.parametrize("name, knobs", [("window", {"shift": 0}), ("window", {"shift": 3}), ("grid", {})])
+def test_grouped_attention_pads_to_whole_groups_like_swin_detection(name, knobs):
+    """On 10x13 with side 7 the map is zero-padded to 14x14, attended, and cropped: identical to running the
     14x14 module on the zero-padded input and cropping its output."""
-    small = make("window", (10, 13), window=7, shift=shift)
-    big = make("window", (14, 14), window=7, shift=shift)
+    small = make(name, (10, 13), window=7, **knobs)
+    big = make(name, (14, 14), window=7, **knobs)
     big.load_state_dict(small.state_dict())
     x = tokens((10, 13)).double()
     small, big = small.double(), big.double()

@@ -6,11 +6,9 @@ disagree about a configuration.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import attentions
@@ -26,15 +24,12 @@ OwnKnobs = Callable[[int, int, int], dict[str, Any]]
 class AttentionPlan:
     """One block's attention: the mechanism, the grid it runs on, and its knobs.
 
-    `padded` differs from `grid` only for mechanisms with a `window` knob (window, grid) whose window
-    is smaller than the grid side and does not divide it: the block zero-pads the map at the bottom
-    and right to a multiple of the window and crops after, as Swin's detection backbone does. A
-    window covering the whole side is left to the mechanism, which clamps it (Swin's rule).
+    Grids a window (or MaxViT grid side) does not divide need nothing here: those mechanisms pad
+    and crop themselves, as Swin's detection backbone does.
     """
 
     mechanism: str
     grid: Grid
-    padded: Grid
     knobs: dict[str, Any]
 
 
@@ -63,16 +58,6 @@ class BackboneSpec:
         return resolution // self.stage_strides[stage]
 
 
-def _padded_side(mechanism: str, side: int, knobs: dict[str, Any]) -> int:
-    spec = attentions.spec(mechanism)
-    if "window" not in spec.knobs:
-        return side
-    window = knobs.get("window", spec.knobs["window"].default)
-    if not isinstance(window, int) or window < 1 or side <= window:
-        return side  # a bad value is the mechanism's check to report; a covering window is clamped
-    return math.ceil(side / window) * window
-
-
 def plan(spec: BackboneSpec, resolution: int, layout: Layout) -> list[list[AttentionPlan]]:
     """Per stage, per block: what `build` will construct at this resolution."""
     stages = []
@@ -84,8 +69,7 @@ def plan(spec: BackboneSpec, resolution: int, layout: Layout) -> list[list[Atten
                 mechanism, knobs = layout.attention, layout.stage_knobs(stage)
             else:
                 mechanism, knobs = spec.own_attention, spec.own_knobs(stage, block, side)
-            padded = _padded_side(mechanism, side, knobs)
-            blocks.append(AttentionPlan(mechanism, (side, side), (padded, padded), knobs))
+            blocks.append(AttentionPlan(mechanism, (side, side), knobs))
         stages.append(blocks)
     return stages
 
@@ -95,39 +79,22 @@ def check_plan(spec: BackboneSpec, plans: list[list[AttentionPlan]]) -> str | No
     seen = set()
     for stage, blocks in enumerate(plans):
         for item in blocks:
-            key = (stage, item.mechanism, item.padded, tuple(sorted(item.knobs.items())))
+            key = (stage, item.mechanism, item.grid, tuple(sorted(item.knobs.items())))
             if key in seen:
                 continue
             seen.add(key)
             reason = attentions.spec(item.mechanism).check(
-                item.padded, spec.widths[stage], spec.heads[stage], **item.knobs
+                item.grid, spec.widths[stage], spec.heads[stage], **item.knobs
             )
             if reason:
                 where = f"stage {stage + 1} " if spec.stages > 1 else ""
-                side = item.padded[0]
+                side = item.grid[0]
                 return f"{spec.name} {where}({side}x{side} tokens): {reason}"
     return None
 
 
 def build_attention(item: AttentionPlan, dim: int, num_heads: int) -> nn.Module:
-    return attentions.build(item.mechanism, dim=dim, num_heads=num_heads, grid=item.padded, **item.knobs)
-
-
-def pad_tokens(x: Tensor, grid: Grid, padded: Grid) -> Tensor:
-    """(B, H·W, C) -> (B, Hp·Wp, C) with zeros appended at the bottom and right."""
-    (height, width), (padded_h, padded_w) = grid, padded
-    batch, _, channels = x.shape
-    x = x.reshape(batch, height, width, channels)
-    x = F.pad(x, (0, 0, 0, padded_w - width, 0, padded_h - height))
-    return x.reshape(batch, padded_h * padded_w, channels)
-
-
-def crop_tokens(x: Tensor, grid: Grid, padded: Grid) -> Tensor:
-    """Inverse of `pad_tokens`."""
-    (height, width), (padded_h, padded_w) = grid, padded
-    batch, _, channels = x.shape
-    x = x.reshape(batch, padded_h, padded_w, channels)[:, :height, :width]
-    return x.reshape(batch, height * width, channels)
+    return attentions.build(item.mechanism, dim=dim, num_heads=num_heads, grid=item.grid, **item.knobs)
 
 
 class Mlp(nn.Module):
@@ -145,26 +112,19 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), then x + mlp(LN(x)).
 
     The attention module is whatever the registry built; `attention_modules` of a backbone lists
-    exactly these, so the attention share measures the mechanism and nothing around it (padding,
-    norms and the MLP count as backbone time).
+    exactly these, so the attention share measures the mechanism and nothing around it (norms and
+    the MLP count as backbone time).
     """
 
-    def __init__(self, dim: int, attn: nn.Module, mlp: nn.Module, grid: Grid, padded: Grid):
+    def __init__(self, dim: int, attn: nn.Module, mlp: nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = attn
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = mlp
-        self.grid = grid
-        self.padded = padded
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.norm1(x)
-        if self.padded != self.grid:
-            y = crop_tokens(self.attn(pad_tokens(y, self.grid, self.padded)), self.grid, self.padded)
-        else:
-            y = self.attn(y)
-        x = x + y
+        x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 

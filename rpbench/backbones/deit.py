@@ -31,7 +31,7 @@ class DeiT(Backbone):
         self.pos_embed = nn.Parameter(torch.zeros(1, side * side, dim))
         self.blocks = nn.Sequential(
             *(
-                Block(dim, build_attention(item, dim, heads), Mlp(dim, MLP_RATIO * dim), item.grid, item.padded)
+                Block(dim, build_attention(item, dim, heads), Mlp(dim, MLP_RATIO * dim))
                 for item in plans[0]
             )
         )

@@ -76,8 +76,6 @@ class PVT(Backbone):
                     dim,
                     build_attention(item, dim, heads),
                     DWConvMlp(dim, MLP_RATIOS[stage] * dim, side),
-                    item.grid,
-                    item.padded,
                 )
                 for item in blocks
             ]

@@ -4,9 +4,8 @@ The backbone's own attention is the registry's `window` mechanism (W-MSA with re
 bias): window 7, shifted by 3 on odd blocks. Two rules decide the window of a stage:
 - a grid no larger than the window gets one window of the whole grid and no shift (Swin's
   classification rule, applied by the mechanism itself; this is stage 4 at 224 px);
-- any other grid the window does not divide is zero-padded to a multiple of it inside the block and
-  cropped after (Swin's detection rule, see `_base.AttentionPlan`), so every resolution divisible
-  by 32 runs.
+- any other grid the window does not divide is zero-padded to a multiple of it and cropped after
+  (Swin's detection rule, applied by the mechanism too), so every resolution divisible by 32 runs.
 Blocks given to the layout's chosen attention get exactly the layout's knobs (no alternating shift).
 """
 from __future__ import annotations
@@ -52,7 +51,7 @@ class Swin(Backbone):
         for stage, blocks in enumerate(plans):
             dim, heads = spec.widths[stage], spec.heads[stage]
             layers = [
-                Block(dim, build_attention(item, dim, heads), Mlp(dim, MLP_RATIO * dim), item.grid, item.padded)
+                Block(dim, build_attention(item, dim, heads), Mlp(dim, MLP_RATIO * dim))
                 for item in blocks
             ]
             if stage + 1 < spec.stages:

@@ -123,6 +123,9 @@ def backbone_case(args, knobs: dict[str, Any]) -> tuple[Case | None, str | None]
         layout = backbones.parse_layout(args.backbone, args.attention, args.layout, knobs)
     except backbones.UnsupportedConfig as err:
         return None, str(err)
+    reason = backbones.check(args.backbone, args.resolution, layout)
+    if reason:
+        return None, reason
     label = args.attention or "own"
     return backbone_case_for(args.backbone, layout, label, args.resolution, args.batch, args.dtype, args.mode,
                              resolve_device(args.device)), None

@@ -114,18 +114,19 @@ def _sweep_with_progress(loaded, cases, run_dir: Path, command: str, profile: bo
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"), console=console,
+        TextColumn("eta"), TimeRemainingColumn(), console=console,
     )
     console.print(f"[bold]{loaded.name}[/]: {len(cases)} cases -> {run_dir}")
-    task = progress.add_task(loaded.name, total=len(cases), last="")
+    task = progress.add_task(loaded.name, total=len(cases))
 
     def on_start(case, index):
-        progress.update(task, last=f"[dim]running {case.describe()}[/]")
+        progress.update(task, description=f"{loaded.name} [dim]{case.describe()}[/]")
 
     def on_row(case, row):
         status = row["status"]
-        detail = f"{row['latency_ms_median']:.3g} ms" if status == "ok" else f"[yellow]{status}[/]"
-        progress.update(task, advance=1, last=f"{case.describe()}: {detail}")
+        detail = f"{row['latency_ms_median']:.4g} ms" if status == "ok" else f"[yellow]{status}[/] {row['notes'] or ''}"
+        progress.console.print(f"  {case.describe()}: {detail}", highlight=False)
+        progress.update(task, advance=1, description=loaded.name)
 
     try:
         with progress:

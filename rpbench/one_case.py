@@ -83,6 +83,9 @@ def build_case(args: CaseArgs) -> tuple[Case | None, str | None]:
         resolved = spec.resolve(knobs)
     except (attentions.UnsupportedConfig, SuiteError) as err:
         return None, str(err)
+    reason = spec.check(grid=(height, width), dim=args.dim, num_heads=args.heads, **resolved)
+    if reason:
+        return None, reason
     case = Case(scope="layer", attention=args.attention, label=args.attention, knobs=tuple(sorted(resolved.items())),
                 batch=args.batch, height=height, width=width, dim=args.dim, heads=args.heads, dtype=args.dtype,
                 mode=args.mode, device=resolve_device(args.device), m=resolved.get("m"),

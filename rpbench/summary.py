@@ -37,11 +37,13 @@ def summary_table(run_dir: Path) -> Table:
     frame = frame.assign(size=size)
     sizes = list(dict.fromkeys(frame.sort_values("tokens")["size"]))
     table = Table("mechanism", "dtype", "mode", *sizes, title=f"median latency, ms ({run_dir})")
-    for (label, dtype, mode, m), group in frame.groupby(["label", "dtype", "mode", "m"], dropna=False, sort=True):
+    keys = ["backbone", "label", "dtype", "mode", "m"]
+    for (backbone, label, dtype, mode, m), group in frame.groupby(keys, dropna=False, sort=True):
         cells = {}
         for _, r in group.iterrows():
             cells[r["size"]] = _fmt(r["latency_ms_median"]) if r["status"] == "ok" else f"[dim]{r['status']}[/]"
-        name = label if pd.isna(m) else f"{label} m={m}"
+        name = label if pd.isna(backbone) else f"{backbone}/{label}"
+        name = name if pd.isna(m) else f"{name} m={m}"
         table.add_row(str(name), dtype, mode, *(cells.get(s, "") for s in sizes))
     return table
 

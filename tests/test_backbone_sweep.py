@@ -53,6 +53,7 @@ def test_tiny_backbone_sweep(tmp_path):
     assert frame.loc[("rp", 64), "layout"] == "rpattention:A m=4" and frame.loc[("own", 64), "layout"] == "own"
     assert frame.loc[("own", 64), "attention"] == "dense"
     assert frame.loc[("own", 64), "tokens"] == 16  # the first stage's grid: (64 / 16)²
+    assert "deit-t/rp m=4" in result.output  # the end-of-sweep summary names backbone and layout
 
 
 def test_shipped_backbone_suite_expands_paper_layouts():
@@ -94,6 +95,7 @@ def test_run_backbone_json():
         (("--backbone", "vit-x", "--resolution", "224"), "unknown backbone"),
         (("--backbone", "swin-t", "--attention", "agent", "--layout", "AAXB", "--resolution", "224"), "letter"),
         (("--backbone", "deit-t", "--resolution", "224", "--max-batch", "--device", "cpu"), "CUDA"),
+        (("--backbone", "deit-t", "--resolution", "100"), "not divisible by the total stride 16"),
     ],
 )
 def test_run_backbone_bad_input(args, words):

@@ -1,11 +1,25 @@
 """Small pieces every mechanism shares: head reshapes, grid checks, FLOP terms."""
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import ContextManager
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import _profiler_enabled
 from torch.profiler import record_function
+
+_NO_LABEL = contextlib.nullcontext()
+
+
+def phase(name: str) -> ContextManager:
+    """A profiler label for one phase of a mechanism, and nothing at all when no profiler runs.
+
+    record_function costs several µs per call even with no profiler attached (an op dispatch), which
+    is measurable on small CPU problems; checking the profiler's state first costs ~0.05 µs.
+    """
+    return record_function(name) if _profiler_enabled() else _NO_LABEL
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -78,9 +92,9 @@ class HeadwiseAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_tokens(x, self.grid)
-        with record_function("qkv"):
+        with phase("qkv"):
             q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        with record_function("core"):
+        with phase("core"):
             out = merge_heads(self.attend(q, k, v))
-        with record_function("proj"):
+        with phase("proj"):
             return self.proj(out)

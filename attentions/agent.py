@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import record_function
 
 from ._common import (
+    phase,
     check_tokens,
     dwc_flops,
     matmul_flops,
@@ -79,23 +79,23 @@ class AgentAttention(nn.Module):
         check_tokens(x, self.grid)
         batch, tokens, channels = x.shape
         height, width = self.grid
-        with record_function("qkv"):
+        with phase("qkv"):
             q_full, k, v = self.qkv(x).chunk(3, dim=-1)
             q, k, v = (split_heads(t, self.num_heads) for t in (q_full, k, v))
-        with record_function("agent.pool"):
+        with phase("agent.pool"):
             q_map = q_full.transpose(1, 2).reshape(batch, channels, height, width)
             pooled = F.adaptive_avg_pool2d(q_map, self.pool_side)
             agents = split_heads(pooled.flatten(2).transpose(1, 2), self.num_heads)
-        with record_function("agent.aggregate"):
+        with phase("agent.aggregate"):
             logits = (agents * self.scale) @ k.transpose(-2, -1) + self._agent_to_token_bias()
             agent_v = self.softmax(logits) @ v
-        with record_function("agent.broadcast"):
+        with phase("agent.broadcast"):
             logits = (q * self.scale) @ agents.transpose(-2, -1) + self._token_to_agent_bias()
             out = merge_heads(self.softmax(logits) @ agent_v)
-        with record_function("agent.dwc"):
+        with phase("agent.dwc"):
             v_map = merge_heads(v).transpose(1, 2).reshape(batch, channels, height, width)
             out = out + self.dwc(v_map).flatten(2).transpose(1, 2)
-        with record_function("proj"):
+        with phase("proj"):
             return self.proj(out)
 
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import record_function
 
-from ._common import check_tokens, matmul_flops, merge_heads, split_heads, square_side
+from ._common import check_tokens, matmul_flops, merge_heads, phase, split_heads, square_side
 from ._registry import AttentionSpec, Knob, register
 
 
@@ -45,9 +44,9 @@ class CBSA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_tokens(x, self.grid)
         batch, _, channels = x.shape
-        with record_function("qkv"):
+        with phase("qkv"):
             w = self.proj(x)
-        with record_function("core"):
+        with phase("core"):
             w_map = w.transpose(1, 2).reshape(batch, channels, *self.grid)
             reps = F.adaptive_avg_pool2d(w_map, self.pool_side).flatten(2).transpose(1, 2)
             reps = split_heads(reps, self.num_heads)
@@ -56,7 +55,7 @@ class CBSA(nn.Module):
             reps = reps + self.step_rep * (contraction @ w)
             mixed = self.attend((reps @ reps.transpose(-2, -1)) * self.scale) @ reps
             out = merge_heads(self.step_x * (contraction.transpose(-2, -1) @ mixed))
-        with record_function("proj"):
+        with phase("proj"):
             return self.to_out(out)
 
 

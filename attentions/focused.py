@@ -17,9 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import record_function
 
-from ._common import check_tokens, dwc_flops, matmul_flops, merge_heads, qkv_out_flops, split_heads
+from ._common import check_tokens, dwc_flops, matmul_flops, merge_heads, phase, qkv_out_flops, split_heads
 from ._registry import AttentionSpec, Knob, register
 
 FEATURE_EPS = 1e-6  # keeps ReLU features strictly positive so the norms never vanish
@@ -59,21 +58,21 @@ class FocusedLinearAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_tokens(x, self.grid)
         batch, tokens, _ = x.shape
-        with record_function("qkv"):
+        with phase("qkv"):
             q, k, v = self.qkv(x).chunk(3, dim=-1)
-        with record_function("core"):
+        with phase("core"):
             q = self.feature_map(q)
             k = self.feature_map(k + self.positional_encoding)
             q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))
             normaliser = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORMALISER_EPS)
             state = (k.transpose(-2, -1) * tokens**-0.5) @ (v * tokens**-0.5)
             out = (q @ state) * normaliser
-        with record_function("dwc"):
+        with phase("dwc"):
             # Heads fold into the batch so one d-channel kernel serves all of them.
             head_maps = v.reshape(batch * self.num_heads, *self.grid, -1).permute(0, 3, 1, 2)
             local = self.dwc(head_maps).reshape(batch, self.num_heads, -1, tokens).transpose(-2, -1)
             out = merge_heads(out + local)
-        with record_function("proj"):
+        with phase("proj"):
             return self.proj(out)
 
 

@@ -3,7 +3,7 @@
 RECONSTRUCTION, not the authors' code. Only the abstract and the overview figure
 (Liyuntong123/RPAtten `figures/overview.png`) are public; no equations or hyperparameters are.
 The figure fixes the structure; everything it leaves open is a knob whose default follows
-/work/shared/design/attention-spec.md §1.4 (questions Q1–Q10):
+the design notes (shared/design/attention-spec.md §1.4, questions Q1–Q10):
 
     Q, K, V = qkv(X)                                     N×C each
     R       = softmax(K W_r / τ)                         N×M routing; W_r's columns are the learned anchors
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import record_function
 
 from ._common import (
+    phase,
     attention_flops,
     check_tokens,
     dwc_flops,
@@ -82,7 +82,7 @@ def representative_attention(
     one routing per head. mixer, when given, replaces the parameter-free interaction.
     """
     channels = q.shape[-1]
-    with record_function("rp.gather"):
+    with phase("rp.gather"):
         if routing.dim() == 3:
             reps = gather(routing, kv, normalize)
             k_rep, u = (split_heads(t, num_heads) for t in reps.split(channels, dim=-1))
@@ -90,14 +90,14 @@ def representative_attention(
             k_rep, u = (
                 gather(routing, split_heads(t, num_heads), normalize) for t in kv.split(channels, dim=-1)
             )
-    with record_function("rp.interact"):
+    with phase("rp.interact"):
         if mixer is not None:
             v_rep = split_heads(mixer(merge_heads(u)), num_heads)
         elif interact:
             v_rep = F.scaled_dot_product_attention(u, u, u)
         else:
             v_rep = u
-    with record_function("rp.distribute"):
+    with phase("rp.distribute"):
         out = F.scaled_dot_product_attention(split_heads(q, num_heads), k_rep, v_rep)
     return merge_heads(out)
 
@@ -172,19 +172,19 @@ class RPAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_tokens(x, self.grid)
         channels = x.shape[-1]
-        with record_function("qkv"):
+        with phase("qkv"):
             qkv = self.qkv(x)
             q, kv = qkv[..., :channels], qkv[..., channels:]
             k, v = kv.split(channels, dim=-1)
-        with record_function("rp.route"):
+        with phase("rp.route"):
             routing = self.routing_weights(k)
         out = representative_attention(
             q, kv, routing, self.num_heads, normalize=self.normalize, interact=self.interact, mixer=self.mix
         )
         if self.dwc is not None:
-            with record_function("rp.dwc"):
+            with phase("rp.dwc"):
                 out = self._local(v).add_(out)  # into the fresh conv output: no extra N×C buffer
-        with record_function("proj"):
+        with phase("proj"):
             return self.proj(out)
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import record_function
 
-from ._common import attention_flops, check_tokens, matmul_flops, merge_heads, split_heads
+from ._common import attention_flops, check_tokens, matmul_flops, merge_heads, phase, split_heads
 from ._registry import AttentionSpec, Knob, register
 
 
@@ -44,12 +43,12 @@ class SpatialReductionAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_tokens(x, self.grid)
-        with record_function("qkv"):
+        with phase("qkv"):
             q = split_heads(self.q(x), self.num_heads)
             k, v = (split_heads(t, self.num_heads) for t in self.kv(self._reduce(x)).chunk(2, dim=-1))
-        with record_function("core"):
+        with phase("core"):
             out = F.scaled_dot_product_attention(q, k, v)
-        with record_function("proj"):
+        with phase("proj"):
             return self.proj(merge_heads(out))
 
 

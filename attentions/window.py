@@ -25,9 +25,8 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.profiler import record_function
 
-from ._common import attention_flops, check_tokens, qkv_out_flops, trunc_normal_
+from ._common import attention_flops, check_tokens, phase, qkv_out_flops, trunc_normal_
 from ._registry import AttentionSpec, Knob, register
 
 SHIFT_MASK_VALUE = -100.0  # Swin's value: large enough to silence a pair, finite in every dtype
@@ -92,7 +91,7 @@ class GroupedBiasAttention(nn.Module, ABC):
         check_tokens(x, self.grid)
         batch, _, channels = x.shape
         heads = self.num_heads
-        with record_function("qkv"):
+        with phase("qkv"):
             maps = x.view(batch, *self.grid, channels)
             pad_h, pad_w = self.padded[0] - self.grid[0], self.padded[1] - self.grid[1]
             if pad_h or pad_w:
@@ -101,7 +100,7 @@ class GroupedBiasAttention(nn.Module, ABC):
             num_groups, tokens = groups.shape[1], groups.shape[2]
             qkv = self.qkv(groups).view(batch, num_groups, tokens, 3, heads, channels // heads)
             q, k, v = qkv.permute(3, 0, 1, 4, 2, 5)  # each (B, groups, h, T, d)
-        with record_function("core"):
+        with phase("core"):
             bias = self._bias()
             mask = self._group_mask()
             if mask is None:  # one (h, T, T) bias shared by all groups: groups join the batch
@@ -111,7 +110,7 @@ class GroupedBiasAttention(nn.Module, ABC):
                 q, k, v = (t.flatten(1, 2) for t in (q, k, v))
                 attn_mask = (mask[:, None] + bias).flatten(0, 1)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype))
-        with record_function("proj"):
+        with phase("proj"):
             out = out.view(batch, num_groups, heads, tokens, -1).transpose(2, 3)
             maps = self._reverse(self.proj(out.reshape(batch, num_groups, tokens, channels)))
             maps = maps[:, : self.grid[0], : self.grid[1]]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from torch import nn
 
 Grid = tuple[int, int]
+T = TypeVar("T")
 
 FLOP_CONVENTION = (
     "1 multiply-add = 2 FLOPs, counted over matmuls and convolutions only "
@@ -136,15 +137,18 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def spec(name: str) -> AttentionSpec:
+def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
+    """table[name], or UnsupportedConfig naming the closest match and every valid name."""
     try:
-        return _REGISTRY[name]
+        return table[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        close = difflib.get_close_matches(name, table, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UnsupportedConfig(
-            f"unknown attention {name!r}{hint}; available: {', '.join(available())}"
-        ) from None
+        raise UnsupportedConfig(f"unknown {kind} {name!r}{hint}; available: {', '.join(sorted(table))}") from None
+
+
+def spec(name: str) -> AttentionSpec:
+    return lookup(_REGISTRY, name, "attention")
 
 
 def build(name: str, dim: int, num_heads: int, grid: Grid, **knobs: Any) -> nn.Module:

@@ -12,12 +12,12 @@ backbone's own attention (dense for DeiT, shifted windows for Swin, spatial redu
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any, Mapping
 
 from torch import nn
 
 from attentions import UnsupportedConfig
+from attentions._registry import lookup
 
 from . import deit, pvt, swin
 from ._base import BackboneSpec, check_plan, plan
@@ -32,12 +32,7 @@ def available() -> list[str]:
 
 
 def spec(name: str) -> BackboneSpec:
-    try:
-        return _SPECS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _SPECS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UnsupportedConfig(f"unknown backbone {name!r}{hint}; available: {', '.join(available())}") from None
+    return lookup(_SPECS, name, "backbone")
 
 
 def total_stride(name: str) -> int:

@@ -314,32 +314,23 @@ def check_device(choice: str) -> tuple[Check, str | None]:
     return Check("device", "pass", f"{note}checking the CPU: {name}", "", {"device_name": name}), "cpu"
 
 
-def _sdpa_candidates(device: str) -> dict[str, Any]:
-    from torch.nn.attention import SDPBackend
-
-    if device == "cpu":
-        return {"flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH}
-    return {
-        "flash": SDPBackend.FLASH_ATTENTION,
-        "efficient": SDPBackend.EFFICIENT_ATTENTION,
-        "cudnn": SDPBackend.CUDNN_ATTENTION,
-        "math": SDPBackend.MATH,
-    }
-
-
 def sdpa_backends_that_run(device: str, dtype: Any) -> list[str]:
     """SDPA backends that really execute a tiny (1, 2, 128, 64) attention here, each forced alone."""
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel
 
+    from attentions.dense import SDPA_BACKENDS
+
+    from .measure import SDPA_CANDIDATES
+
     q, k, v = (torch.randn(1, 2, 128, 64, device=device, dtype=dtype) for _ in range(3))
     working = []
-    for name, backend in _sdpa_candidates(device).items():
+    for name in SDPA_CANDIDATES[device]:
         try:
             with warnings.catch_warnings():  # each refused backend explains itself in a UserWarning
                 warnings.simplefilter("ignore")
-                with sdpa_kernel([backend]):
+                with sdpa_kernel([SDPA_BACKENDS[name]]):
                     out = F.scaled_dot_product_attention(q, k, v)
             if bool(torch.isfinite(out).all()):
                 working.append(name)

@@ -177,15 +177,23 @@ def _cpu_peak_from_profiler(step: Step) -> MemoryPeak:
 
     with quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     if not events:
         return MemoryPeak(None, None, "CPU peak memory unavailable: the profiler recorded no allocations")
-    running = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        running += event.nbytes()
-        peak = max(peak, running)
-    return MemoryPeak(allocated_mb=peak / 2**20, reserved_mb=None)
+    return MemoryPeak(allocated_mb=running_peak(events) / 2**20, reserved_mb=None)
 
+
+def running_peak(events: list[tuple[int, int]]) -> int:
+    """Highest running sum of (time, signed bytes) allocator events, in time order: the peak above the start."""
+    running = peak = 0
+    for _, nbytes in sorted(events):
+        running += nbytes
+        peak = max(peak, running)
+    return peak
+
+
+# SDPA backends worth probing per device type (CPU builds have only the flash and math kernels).
+SDPA_CANDIDATES = {"cuda": ("flash", "efficient", "cudnn", "math"), "cpu": ("flash", "math")}
 
 SDPA_KERNELS = {
     "aten::_scaled_dot_product_flash_attention": "flash",

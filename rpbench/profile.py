@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.table import Table
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
 from .cases import Case
-from .measure import quiet_native_stderr
-from .runner import Workload, choose_fastest_sdpa, make_workload, one_line, release
+from .measure import quiet_native_stderr, running_peak, synchronize
+from .runner import Workload, apply_fastest_sdpa, make_workload, one_line, release
 
 CALL_LABEL = "rpbench.call"
 STEP_PREFIX = "ProfilerStep"  # ProfilerStep#<n>, averaged as ProfilerStep*
@@ -102,11 +101,10 @@ class ProfileSummary:
 
 
 def build_as_measured(case: Case) -> Workload:
-    """The case's workload set up as the timed passes run it: `dense` with backend=auto gets the fastest SDPA
-    backend probed, as in runner.measure_case, so the trace shows the kernels that were timed."""
+    """The case's workload set up as the timed passes run it (dense's auto backend resolved to the fastest),
+    so the trace shows the kernels that were timed."""
     work = make_workload(case)
-    if case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto":
-        choose_fastest_sdpa(work, case.device)
+    apply_fastest_sdpa(case, work)
     return work
 
 
@@ -124,15 +122,8 @@ def _peak_memory_mb(prof: profile, device: str) -> float | None:
     wanted = DeviceType.CUDA if device == "cuda" else DeviceType.CPU
     events = prof.profiler.kineto_results.events()
     calls = [(e.start_ns(), e.end_ns()) for e in events if e.name() == CALL_LABEL and e.device_type() == DeviceType.CPU]
-    memory = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == wanted)
-    peaks = []
-    for start, end in calls:
-        running = peak = 0
-        for at, nbytes in memory:
-            if start <= at <= end:
-                running += nbytes
-                peak = max(peak, running)
-        peaks.append(peak)
+    memory = [(e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == wanted]
+    peaks = [running_peak([(at, nbytes) for at, nbytes in memory if start <= at <= end]) for start, end in calls]
     return max(peaks) / 2**20 if any(peaks) else None
 
 
@@ -196,11 +187,6 @@ def _save_traces(prof: profile, trace_path: Path, tb_dir: Path | None, worker: s
         plain.unlink(missing_ok=True)
 
 
-def _synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def profile_workload(
     work: Workload,
     device: str,
@@ -237,7 +223,7 @@ def profile_workload(
             work.reset()
             with record_function(CALL_LABEL):
                 work.step()
-            _synchronize(device)
+            synchronize(device)
             prof.step()
     return summaries[0]
 

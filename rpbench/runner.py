@@ -19,7 +19,7 @@ from torch import nn
 import attentions
 
 from .cases import Case, Measure
-from .measure import peak_memory, quick_median_ms, sdpa_kernels_that_ran, summarize, synchronize, time_step
+from .measure import SDPA_CANDIDATES, peak_memory, quick_median_ms, sdpa_kernels_that_ran, summarize, synchronize, time_step
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -107,11 +107,17 @@ def make_workload(case: Case) -> Workload:
     return make_layer_workload(case)
 
 
+def apply_fastest_sdpa(case: Case, work: Workload) -> str | None:
+    """`dense` with backend=auto is measured with the fastest SDPA backend that runs here; returns the note."""
+    if case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto":
+        return choose_fastest_sdpa(work, case.device)
+    return None
+
+
 def choose_fastest_sdpa(work: Workload, device: str) -> str:
-    """For `dense` with backend=auto: probe every SDPA backend that runs here and keep the fastest."""
+    """Probe every SDPA backend that can run on `device` and keep the fastest on the module."""
     timings: dict[str, float] = {}
-    candidates = ("flash", "efficient", "cudnn", "math") if device == "cuda" else ("flash", "math")
-    for backend in candidates:
+    for backend in SDPA_CANDIDATES[device]:
         work.module.sdpa_backend = backend
         try:
             with warnings.catch_warnings():  # "kernel not used because ..." for every backend that cannot run
@@ -197,8 +203,7 @@ def measure_case(case: Case, measure: Measure, work: Workload, row: dict[str, An
         throttled = _record_snapshot(tele, gpu, "start", row)
 
     _check_finite(work)
-    if case.attention == "dense" and case.knob_dict.get("backend") == "auto" and case.scope == "layer":
-        notes.append(choose_fastest_sdpa(work, case.device))
+    notes.append(apply_fastest_sdpa(case, work))
 
     row["flops_counted"] = attentions.count_flops(lambda: (work.reset(), work.step()))
     row["flops_analytic"] = work.flops_analytic

@@ -361,7 +361,7 @@ def env_command(
 def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print the checks and measured ceilings as JSON."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when torch sees one), cuda or cpu"),
-    save: Optional[Path] = typer.Option(None, "--save", help="Also write the JSON here (ceilings for the sweep)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Also write the JSON report to this file (the ceilings are cached for sweeps either way)."),
 ) -> None:
     """Check this machine is fit to benchmark on (pass/warn/fail with advice); exit 1 when a check fails."""
     import json

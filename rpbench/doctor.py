@@ -3,7 +3,7 @@
 Each check returns pass / warn / fail with one line of advice and the values it measured. The doctor only looks:
 it never changes clocks, governors, persistence mode or any torch setting; where a fix needs one, the advice says
 what an administrator could do. `measure_ceilings` gives the machine's achievable matmul TFLOP/s and copy GB/s,
-which `--save` writes out so a sweep can put them into env.json next to its own numbers.
+which are cached per device so later sweeps put them into env.json next to their own numbers.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import environment, telemetry
+from .cases import Measure
+from .measure import quick_median_ms, summarize, time_step
 
 DEVICE_CHOICES = ("auto", "cuda", "cpu")
 # Slow-downs that come from heat or hardware protection rather than the normal power cap of a busy GPU.
@@ -162,7 +164,7 @@ def _cuda_timer_check() -> Check:
 
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
     b, out = torch.randn_like(a), torch.empty_like(a)
-    per_call = _seconds_per_call(lambda: torch.mm(a, b, out=out), cuda=True, budget_s=0.05)
+    per_call = quick_median_ms(lambda: torch.mm(a, b, out=out), lambda: None, "cuda") / 1e3
     iters = max(10, min(5000, int(0.2 / per_call)))
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize()
@@ -198,7 +200,7 @@ def _snapshot_under_load(cuda_index: int, seconds: float) -> dict[str, Any]:
 
     a = torch.randn(4096, 4096, device=f"cuda:{cuda_index}", dtype=torch.float16)
     b, out = torch.randn_like(a), torch.empty_like(a)
-    per_call = _seconds_per_call(lambda: torch.mm(a, b, out=out), cuda=True, budget_s=0.02)
+    per_call = quick_median_ms(lambda: torch.mm(a, b, out=out), lambda: None, "cuda") / 1e3
     batch = max(1, int(0.05 / per_call))
     previous = None
     deadline = time.perf_counter() + seconds
@@ -372,32 +374,10 @@ def check_tf32(device: str) -> Check:
 # ---- ceilings ----
 
 
-def _seconds_per_call(fn: Callable[[], Any], cuda: bool, budget_s: float) -> float:
-    """Mean seconds per call over about `budget_s`, after one warm-up call (CUDA events on the GPU)."""
-    import torch
-
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    fn()
-    sync()
-    started = time.perf_counter()
-    fn()
-    sync()
-    estimate = max(time.perf_counter() - started, 1e-7)
-    if estimate >= budget_s:  # one call already fills the budget (bf16 on CPUs without bf16 units)
-        return estimate
-    iters = min(1000, int(budget_s / estimate))
-    if not cuda:
-        started = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return (time.perf_counter() - started) / iters
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3 / iters
+def _median_seconds(fn: Callable[[], Any], device: str, budget_s: float) -> float:
+    """Median seconds per call over about `budget_s`, with the sweep's own timer (CUDA events or perf_counter)."""
+    budget = Measure(warmup_ms=0.0, repeat_ms=budget_s * 1e3, min_samples=1, flush_l2=False)
+    return summarize(time_step(fn, lambda: None, device, budget)).median / 1e3
 
 
 def measure_ceilings(device: str) -> dict[str, Any]:
@@ -416,14 +396,14 @@ def measure_ceilings(device: str) -> dict[str, Any]:
         try:
             a = torch.randn(size, size, device=device, dtype=dtype)
             b, out = torch.randn_like(a), torch.empty_like(a)
-            seconds = _seconds_per_call(lambda: torch.mm(a, b, out=out), cuda, budget_s)
+            seconds = _median_seconds(lambda: torch.mm(a, b, out=out), device, budget_s)
             tflops[str(dtype).removeprefix("torch.")] = 2 * size**3 / seconds / 1e12
         except RuntimeError:  # a dtype this device cannot multiply
             tflops[str(dtype).removeprefix("torch.")] = None
     copy_bytes = 2**28 if cuda else 2**25
     src = torch.empty(copy_bytes, dtype=torch.uint8, device=device).fill_(1)
     dst = torch.empty_like(src)
-    copy_s = _seconds_per_call(lambda: dst.copy_(src), cuda, budget_s)
+    copy_s = _median_seconds(lambda: dst.copy_(src), device, budget_s)
     return {
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if cuda else environment.cpu_model(),
@@ -477,7 +457,7 @@ def check_ceilings(device: str) -> Check:
     detail = f"matmul {rates}; copy {ceilings['copy_gbps']:.3g} GB/s"
     if any(rate is None for rate in ceilings["matmul_tflops"].values()):
         return Check("ceilings", "warn", detail, "a dtype could not be measured", ceilings)
-    return Check("ceilings", "pass", detail, "--save PATH keeps them for the sweep's env.json", ceilings)
+    return Check("ceilings", "pass", detail, "cached: later sweeps on this device record them in env.json", ceilings)
 
 
 # ---- the whole doctor ----

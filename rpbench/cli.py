@@ -316,10 +316,12 @@ def _max_batch(case, measure, limit: int, as_json: bool) -> None:
 
 @app.command("list")
 def list_mechanisms() -> None:
-    """The attention mechanisms (complexity, knobs with defaults, state-dict compatibility) and the backbones."""
-    from .summary import backbones_table, mechanisms_table
+    """The attention mechanisms (paper, cost, knobs with defaults and what they do, state-dict compatibility)
+    and the backbones."""
+    from .summary import backbones_table, knobs_table, mechanisms_table
 
     console.print(mechanisms_table())
+    console.print(knobs_table())
     console.print(backbones_table())
 
 

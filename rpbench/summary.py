@@ -6,13 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or value != value:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+from .analysis import fmt_number
 
 
 def row_table(row: dict[str, Any]) -> Table:
@@ -21,51 +15,58 @@ def row_table(row: dict[str, Any]) -> Table:
     for key, value in row.items():
         if value is None or value == "" or (isinstance(value, float) and value != value):
             continue
-        table.add_row(key, _fmt(value, 4))
+        table.add_row(key, fmt_number(value, 4) if isinstance(value, float) else str(value))
     return table
 
 
 def summary_table(run_dir: Path) -> Table:
-    """Median latency per mechanism (rows) and size (columns) of a run; failures shown by status."""
-    import pandas as pd
-
+    """Median latency per curve (rows, named as the reports name them) and size (columns); failures by status."""
+    from .analysis import prepare
     from .store import load
 
-    frame = load(run_dir)
-    size = frame["resolution"].astype("string").fillna(frame["height"].astype("string") + "x"
-                                                         + frame["width"].astype("string"))
-    frame = frame.assign(size=size)
+    frame = prepare(load(run_dir))
+    grid = frame["height"].astype("string") + "x" + frame["width"].astype("string")
+    frame["size"] = frame["resolution"].astype("string").fillna(grid)
     sizes = list(dict.fromkeys(frame.sort_values("tokens")["size"]))
-    table = Table("mechanism", "dtype", "mode", *sizes, title=f"median latency, ms ({run_dir})")
-    keys = ["backbone", "label", "dtype", "mode", "m"]
-    for (backbone, label, dtype, mode, m), group in frame.groupby(keys, dropna=False, sort=True):
-        cells = {}
-        for _, r in group.iterrows():
-            cells[r["size"]] = _fmt(r["latency_ms_median"]) if r["status"] == "ok" else f"[dim]{r['status']}[/]"
-        name = label if pd.isna(backbone) else f"{backbone}/{label}"
-        name = name if pd.isna(m) else f"{name} m={m}"
-        table.add_row(str(name), dtype, mode, *(cells.get(s, "") for s in sizes))
+    table = Table("curve", *sizes, title=f"median latency, ms ({run_dir})")
+    for (facet, line), rows in frame.groupby(["facet", "line"], sort=True):
+        cells = {r["size"]: fmt_number(r["latency_ms_median"]) if r["ok"] else f"[dim]{r['status']}[/]"
+                 for _, r in rows.iterrows()}
+        table.add_row(f"{line} · {facet}" if facet else line, *(cells.get(size, "") for size in sizes))
     return table
 
 
 def mechanisms_table() -> Table:
     import attentions
 
-    table = Table("name", "complexity", "knobs (defaults)", "state-dict compatible with",
+    table = Table("name", "paper", "cost in N", "knobs (defaults)", "state-dict compatible with",
                   title=f"attention mechanisms (FLOPs: {attentions.FLOP_CONVENTION})")
     for name in attentions.available():
         spec = attentions.spec(name)
         knobs = ", ".join(f"{k}={v.default!r}" for k, v in spec.knobs.items()) or "-"
-        table.add_row(name, spec.complexity, knobs, spec.state_dict_compat or "-")
+        table.add_row(name, spec.paper, f"{spec.complexity} ({spec.scaling})", knobs, spec.state_dict_compat or "-")
+    return table
+
+
+def knobs_table() -> Table:
+    """What every knob does (suite keys, --m, --knob key=value)."""
+    import attentions
+
+    table = Table("mechanism", "knob", "default", "choices", "what it does", title="knobs")
+    for name in attentions.available():
+        for knob_name, knob in attentions.spec(name).knobs.items():
+            choices = ", ".join(map(str, knob.choices)) if knob.choices else "-"
+            table.add_row(name, knob_name, repr(knob.default), choices, knob.doc)
     return table
 
 
 def backbones_table() -> Table:
     from . import backbones
 
-    table = Table("backbone", "stages", "widths", "depths", "own attention", "stride", title="backbones (--backbone)")
+    table = Table("backbone", "paper", "stages", "widths", "depths", "own attention", "stride",
+                  title="backbones (--backbone)")
     for name in backbones.available():
         spec = backbones.spec(name)
-        table.add_row(name, str(spec.stages), "-".join(map(str, spec.widths)), "-".join(map(str, spec.depths)),
-                      spec.own_attention, str(spec.total_stride))
+        table.add_row(name, spec.paper, str(spec.stages), "-".join(map(str, spec.widths)),
+                      "-".join(map(str, spec.depths)), spec.own_attention, str(spec.total_stride))
     return table

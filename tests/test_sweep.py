@@ -15,7 +15,9 @@ import rpbench
 from rpbench import runner
 from rpbench.cases import Measure, load_suite
 from rpbench.schema import COLUMNS
+from rpbench.cli import app
 from rpbench.store import load_samples
+from typer.testing import CliRunner
 
 from cli_helpers import invoke, tiny_suite
 
@@ -66,6 +68,13 @@ def test_doctor_ceilings_reach_env_json(tmp_path):
     result, out = sweep(tmp_path, tiny_suite(tmp_path, names=("dense",), tokens="16"))
     env = json.loads((out / "env.json").read_text())
     assert env["ceilings"]["matmul_tflops"] == {"float32": 0.5, "bfloat16": 0.1}
+
+
+def test_end_summary_keeps_every_setting_apart(tmp_path):
+    path = tiny_suite(tmp_path, names=("dense",), tokens="16")
+    path.write_text(path.read_text().replace("batch = [1]", "batch = [1, 2]"))
+    result, out = sweep(tmp_path, path)
+    assert "dense · batch=1" in result.output and "dense · batch=2" in result.output
 
 
 def test_dense_auto_backend_is_the_fastest_probed(tmp_path):
@@ -252,3 +261,6 @@ def test_list_shows_every_mechanism():
     assert result.exit_code == 0
     for name in attentions.available() + backbones.available():
         assert name in result.output
+    wide = CliRunner().invoke(app, ["list"], env={"COLUMNS": "500"})
+    assert attentions.spec("rpattention").knobs["em_iters"].doc in wide.output
+    assert attentions.spec("agent").paper in wide.output

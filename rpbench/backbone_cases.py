@@ -23,32 +23,32 @@ A backbone suite:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .cases import BACKBONE_AXES, DEVICES, DTYPES, MODES, Case, resolve_device
+from .cases import BACKBONE_AXES, Case, resolve_device, run_axes, suite_error, typed_list
 
 LAYOUT_KEYS = {"label", "attention", "pattern"}
 
 
-def _layout_entries(path: Path, layouts: Any, names: list[str], err: Callable) -> list[tuple[str, dict[str, dict]]]:
+def _layout_entries(path: Path, layouts: Any, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """(label, {backbone: {attention, pattern, knobs}}) per [[layout]], validated for every backbone."""
     from . import backbones
 
     if not isinstance(layouts, list) or not layouts:
-        raise err(path, "layout", "give at least one [[layout]] table (label = \"own\" keeps each backbone's own)")
+        raise suite_error(path, "layout", "give at least one [[layout]] table (label = \"own\" keeps each backbone's own)")
     parsed, labels = [], set()
     for index, entry in enumerate(layouts):
         key = f"layout[{index}]"
         if not isinstance(entry, dict):
-            raise err(path, key, "must be a table")
+            raise suite_error(path, key, "must be a table")
         label = entry.get("label", entry.get("attention", "own"))
         if not isinstance(label, str) or not label or label in labels:
-            raise err(path, f"{key}.label", f"needs a unique non-empty label, got {label!r}")
+            raise suite_error(path, f"{key}.label", f"needs a unique non-empty label, got {label!r}")
         labels.add(label)
         overrides = {k: v for k, v in entry.items() if isinstance(v, dict)}
         stray = sorted(set(overrides) - set(backbones.available()))
         if stray:
-            raise err(path, f"{key}.{stray[0]}", f"unknown backbone; available: {', '.join(backbones.available())}")
+            raise suite_error(path, f"{key}.{stray[0]}", f"unknown backbone; available: {', '.join(backbones.available())}")
         base = {k: v for k, v in entry.items() if k not in overrides}
         per_backbone = {}
         for name in names:
@@ -58,34 +58,29 @@ def _layout_entries(path: Path, layouts: Any, names: list[str], err: Callable) -
             try:
                 layout = backbones.parse_layout(name, attention, pattern, knobs)
             except backbones.UnsupportedConfig as error:
-                raise err(path, key, f"{name}: {error}") from None
+                raise suite_error(path, key, f"{name}: {error}") from None
             per_backbone[name] = layout
         parsed.append((label, per_backbone))
     return parsed
 
 
-def expand_backbone(path: Path, axes: dict[str, Any], layouts: Any, device_override: str | None,
-                    err: Callable, typed_list: Callable) -> list[Case]:
+def expand_backbone(path: Path, axes: dict[str, Any], layouts: Any, device_override: str | None) -> list[Case]:
     import itertools
 
     from . import backbones
 
     unknown = sorted(set(axes) - BACKBONE_AXES)
     if unknown:
-        raise err(path, f"axes.{unknown[0]}", f"unknown axis for scope = \"backbone\"; allowed: "
-                  f"{', '.join(sorted(BACKBONE_AXES))}")
+        raise suite_error(path, f"axes.{unknown[0]}", f"unknown axis for scope = \"backbone\"; allowed: "
+                          f"{', '.join(sorted(BACKBONE_AXES))}")
     for required in ("backbone", "resolution"):
         if required not in axes:
-            raise err(path, f"axes.{required}", "required for scope = \"backbone\"")
+            raise suite_error(path, f"axes.{required}", "required for scope = \"backbone\"")
     names = typed_list(path, "axes.backbone", axes["backbone"], str, backbones.available())
     resolutions = typed_list(path, "axes.resolution", axes["resolution"], int)
-    batches = typed_list(path, "axes.batch", axes.get("batch", [1]), int)
-    dtypes = typed_list(path, "axes.dtype", axes.get("dtype", ["float32"]), str, DTYPES)
-    modes = typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
-    devices = typed_list(path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
-    devices = list(dict.fromkeys(resolve_device(d) for d in ([device_override] if device_override else devices)))
+    batches, dtypes, modes, devices = run_axes(path, axes, device_override)
     cases = []
-    for label, per_backbone in _layout_entries(path, layouts, names, err):
+    for label, per_backbone in _layout_entries(path, layouts, names):
         for name, resolution, batch, dtype, mode, device in itertools.product(
             names, resolutions, batches, dtypes, modes, devices
         ):
@@ -141,31 +136,21 @@ def _layout_of(case: Case):
     return backbones.parse_layout(case.backbone, case.attention, pattern, {k: list(v) for k, v in case.knobs})
 
 
-def make_backbone_workload(case: Case, steps: Callable):
+def make_backbone_workload(case: Case):
     """The whole model on seeded random images, with params, MACs and the measured attention share."""
-    import torch
-
     from . import backbones
-    from .runner import DTYPES, Workload, case_seed
+    from .runner import build_workload
 
-    torch.manual_seed(case_seed(case))
-    model = backbones.build(case.backbone, case.resolution, _layout_of(case))
-    model = model.to(device=case.device, dtype=DTYPES[case.dtype]).eval()
-    gen = torch.Generator(device="cpu").manual_seed(case_seed(case) + 1)
-    images = torch.randn(case.batch, 3, case.resolution, case.resolution, generator=gen)
-    images = images.to(device=case.device, dtype=DTYPES[case.dtype])
-    grad_out = torch.randn(case.batch, 1000, generator=gen).to(device=case.device, dtype=DTYPES[case.dtype])
-    macs = backbones.count_macs(model, images[:1])
-    extra = {
-        "gmacs": macs / 1e9,
-        "gflops": 2 * macs / 1e9,
-        "attention_share": backbones.attention_share(model, images, case.device),
-    }
+    def describe(model, images) -> dict[str, Any]:
+        macs = backbones.count_macs(model, images[:1])
+        share = backbones.attention_share(model, images, case.device)
+        return {"gmacs": macs / 1e9, "gflops": 2 * macs / 1e9, "attention_share": share}
 
-    def forward():
-        return model(images)
-
-    step, reset = steps(model, forward, case.mode, grad_out)
     # No closed-form FLOPs for a whole model: flops_analytic stays empty, flops_counted is measured.
-    return Workload(module=model, step=step, reset=reset, forward=forward, batch=case.batch, tokens=case.tokens,
-                    flops_analytic=None, extra=extra)
+    return build_workload(
+        case,
+        lambda: backbones.build(case.backbone, case.resolution, _layout_of(case)),
+        (case.batch, 3, case.resolution, case.resolution),
+        (case.batch, 1000),
+        describe=describe,
+    )

@@ -135,29 +135,30 @@ class Suite:
     cases: list[Case] = field(default_factory=list)
 
 
-def _err(path: Path, key: str, message: str) -> SuiteError:
+def suite_error(path: Path, key: str, message: str) -> SuiteError:
+    """The one-line error for `key` of suite file `path`."""
     return SuiteError(f"{path.name}: {key}: {message}")
 
 
 def _as_list(path: Path, key: str, value: Any) -> list[Any]:
     values = value if isinstance(value, list) else [value]
     if not values:
-        raise _err(path, key, "empty axis; give at least one value")
+        raise suite_error(path, key, "empty axis; give at least one value")
     return values
 
 
-def _typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[Any] | None = None,
+def typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[Any] | None = None,
                 minimum: int | None = 1) -> list[Any]:
     values = _as_list(path, key, value)
     for item in values:
         if kind is int and (not isinstance(item, int) or isinstance(item, bool)):
-            raise _err(path, key, f"expected integers, got {item!r}")
+            raise suite_error(path, key, f"expected integers, got {item!r}")
         if kind is str and not isinstance(item, str):
-            raise _err(path, key, f"expected strings, got {item!r}")
+            raise suite_error(path, key, f"expected strings, got {item!r}")
         if allowed is not None and item not in allowed:
-            raise _err(path, key, f"{item!r} is not allowed; choose from {', '.join(map(str, allowed))}")
+            raise suite_error(path, key, f"{item!r} is not allowed; choose from {', '.join(map(str, allowed))}")
         if kind is int and minimum is not None and item < minimum:
-            raise _err(path, key, f"{item} must be >= {minimum}")
+            raise suite_error(path, key, f"{item} must be >= {minimum}")
     return values
 
 
@@ -166,7 +167,7 @@ def parse_grid(text: Any, path: Path = Path("<cli>"), key: str = "tokens") -> tu
     if isinstance(text, int) and not isinstance(text, bool):
         side = math.isqrt(text) if text > 0 else 0
         if side * side != text or side == 0:
-            raise _err(path, key, f"{text} is not a square number; give the grid as \"HxW\"")
+            raise suite_error(path, key, f"{text} is not a square number; give the grid as \"HxW\"")
         return side, side
     if isinstance(text, str):
         parts = text.lower().split("x")
@@ -176,21 +177,21 @@ def parse_grid(text: Any, path: Path = Path("<cli>"), key: str = "tokens") -> tu
                 return height, width
         if text.strip().isdigit():
             return parse_grid(int(text), path, key)
-    raise _err(path, key, f"{text!r} is not a token count or \"HxW\" grid")
+    raise suite_error(path, key, f"{text!r} is not a token count or \"HxW\" grid")
 
 
 def _measure(path: Path, table: Any) -> Measure:
     if not isinstance(table, dict):
-        raise _err(path, "measure", "must be a table")
+        raise suite_error(path, "measure", "must be a table")
     for key, value in table.items():
         if key not in MEASURE_TYPES:
-            raise _err(path, f"measure.{key}", f"unknown key; allowed: {', '.join(MEASURE_TYPES)}")
+            raise suite_error(path, f"measure.{key}", f"unknown key; allowed: {', '.join(MEASURE_TYPES)}")
         kinds = MEASURE_TYPES[key]
         if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
-            raise _err(path, f"measure.{key}", f"must be {names}, got {value!r}")
+            raise suite_error(path, f"measure.{key}", f"must be {names}, got {value!r}")
         if not isinstance(value, bool) and value < 0:
-            raise _err(path, f"measure.{key}", f"must be >= 0, got {value}")
+            raise suite_error(path, f"measure.{key}", f"must be >= 0, got {value}")
     return Measure(**table)
 
 
@@ -198,26 +199,26 @@ def _attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[st
     import attentions  # the registry is torch-free to query but lives with the modules
 
     if not isinstance(entries, list) or not entries:
-        raise _err(path, "attention", "give at least one [[attention]] table with a name")
+        raise suite_error(path, "attention", "give at least one [[attention]] table with a name")
     parsed, labels = [], set()
     for index, entry in enumerate(entries):
         key = f"attention[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise _err(path, key, "each [[attention]] needs name = \"<mechanism>\"")
+            raise suite_error(path, key, "each [[attention]] needs name = \"<mechanism>\"")
         name = entry["name"]
         if name not in attentions.available():
-            raise _err(path, f"{key}.name", f"unknown mechanism {name!r}; available: {', '.join(attentions.available())}")
+            raise suite_error(path, f"{key}.name", f"unknown mechanism {name!r}; available: {', '.join(attentions.available())}")
         label = entry.get("label", name)
         if not isinstance(label, str) or not label:
-            raise _err(path, f"{key}.label", "must be a non-empty string")
+            raise suite_error(path, f"{key}.label", "must be a non-empty string")
         if label in labels:
-            raise _err(path, f"{key}.label", f"label {label!r} used twice; labels must be unique")
+            raise suite_error(path, f"{key}.label", f"label {label!r} used twice; labels must be unique")
         labels.add(label)
         knobs = {k: v for k, v in entry.items() if k not in ("name", "label")}
         try:
             attentions.spec(name).resolve(knobs)
         except attentions.UnsupportedConfig as err:
-            raise _err(path, key, str(err)) from None
+            raise suite_error(path, key, str(err)) from None
         parsed.append((name, label, knobs))
     return parsed
 
@@ -225,18 +226,18 @@ def _attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[st
 def _layer_sizes(path: Path, axes: dict[str, Any]) -> list[tuple[int, int, int | None, int | None]]:
     """(height, width, resolution, patch) for each size on the tokens or resolution axis."""
     if ("tokens" in axes) == ("resolution" in axes):
-        raise _err(path, "axes", "give exactly one of tokens = [...] or resolution = [...] (with patch)")
+        raise suite_error(path, "axes", "give exactly one of tokens = [...] or resolution = [...] (with patch)")
     if "tokens" in axes:
         if "patch" in axes:
-            raise _err(path, "axes.patch", "only valid with resolution")
+            raise suite_error(path, "axes.patch", "only valid with resolution")
         return [(*parse_grid(t, path), None, None) for t in _as_list(path, "axes.tokens", axes["tokens"])]
     patch = axes.get("patch")
     if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1:
-        raise _err(path, "axes.patch", "resolution needs patch = <positive int>")
+        raise suite_error(path, "axes.patch", "resolution needs patch = <positive int>")
     sizes = []
-    for res in _typed_list(path, "axes.resolution", axes["resolution"], int):
+    for res in typed_list(path, "axes.resolution", axes["resolution"], int):
         if res % patch:
-            raise _err(path, "axes.resolution", f"{res} is not divisible by patch {patch}")
+            raise suite_error(path, "axes.resolution", f"{res} is not divisible by patch {patch}")
         sizes.append((res // patch, res // patch, res, patch))
     return sizes
 
@@ -250,24 +251,29 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def run_axes(path: Path, axes: dict[str, Any], device_override: str | None
+             ) -> tuple[list[int], list[str], list[str], list[str]]:
+    """The axes every scope shares: batch, dtype, mode and device (resolved; --device overrides)."""
+    batches = typed_list(path, "axes.batch", axes.get("batch", [1]), int)
+    dtypes = typed_list(path, "axes.dtype", axes.get("dtype", ["float32"]), str, DTYPES)
+    modes = typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
+    devices = [device_override] if device_override else typed_list(
+        path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
+    return batches, dtypes, modes, list(dict.fromkeys(resolve_device(d) for d in devices))
+
+
 def expand_layer(path: Path, axes: dict[str, Any], entries: list[tuple[str, str, dict[str, Any]]],
                  device_override: str | None = None) -> list[Case]:
     import attentions
 
     unknown = sorted(set(axes) - LAYER_AXES)
     if unknown:
-        raise _err(path, f"axes.{unknown[0]}", f"unknown axis; allowed: {', '.join(sorted(LAYER_AXES))}")
+        raise suite_error(path, f"axes.{unknown[0]}", f"unknown axis; allowed: {', '.join(sorted(LAYER_AXES))}")
     sizes = _layer_sizes(path, axes)
-    ms = _typed_list(path, "axes.m", axes.get("m", [None]), int) if "m" in axes else [None]
-    batches = _typed_list(path, "axes.batch", axes.get("batch", [1]), int)
-    dims = _typed_list(path, "axes.dim", axes.get("dim", [384]), int)
-    heads = _typed_list(path, "axes.heads", axes.get("heads", [6]), int)
-    dtypes = _typed_list(path, "axes.dtype", axes.get("dtype", ["float32"]), str, DTYPES)
-    modes = _typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
-    devices = _typed_list(path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
-    if device_override:
-        devices = [device_override]
-    devices = list(dict.fromkeys(resolve_device(d) for d in devices))
+    ms = typed_list(path, "axes.m", axes.get("m", [None]), int) if "m" in axes else [None]
+    dims = typed_list(path, "axes.dim", axes.get("dim", [384]), int)
+    heads = typed_list(path, "axes.heads", axes.get("heads", [6]), int)
+    batches, dtypes, modes, devices = run_axes(path, axes, device_override)
 
     cases: list[Case] = []
     for name, label, knobs in entries:
@@ -297,30 +303,30 @@ def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise _err(path, "toml", f"invalid TOML ({err})") from None
+        raise suite_error(path, "toml", f"invalid TOML ({err})") from None
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
-        raise _err(path, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+        raise suite_error(path, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
     name = data.get("name", path.stem)
     description = data.get("description", "")
     if not isinstance(name, str) or not isinstance(description, str):
-        raise _err(path, "name", "name and description must be strings")
+        raise suite_error(path, "name", "name and description must be strings")
     scope = data.get("scope", "layer")
     if scope not in SCOPES:
-        raise _err(path, "scope", f"{scope!r} is not allowed; choose from {', '.join(SCOPES)}")
+        raise suite_error(path, "scope", f"{scope!r} is not allowed; choose from {', '.join(SCOPES)}")
     axes = data.get("axes")
     if not isinstance(axes, dict):
-        raise _err(path, "axes", "missing [axes] table")
+        raise suite_error(path, "axes", "missing [axes] table")
     measure = _measure(path, data.get("measure", {}))
     if scope == "layer":
         if "layout" in data:
-            raise _err(path, "layout", "only valid with scope = \"backbone\"")
+            raise suite_error(path, "layout", "only valid with scope = \"backbone\"")
         entries = _attention_entries(path, data.get("attention"))
         cases = expand_layer(path, axes, entries, device_override)
     else:
         from .backbone_cases import expand_backbone
 
-        cases = expand_backbone(path, axes, data.get("layout"), device_override, _err, _typed_list)
+        cases = expand_backbone(path, axes, data.get("layout"), device_override)
     return Suite(name=name, description=description, scope=scope, path=path, text=text, measure=measure,
                  cases=cases)
 

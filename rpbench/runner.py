@@ -46,7 +46,7 @@ def case_seed(case: Case) -> int:
     return int(case.case_id[:8], 16)
 
 
-def _steps(module: nn.Module, forward: Callable[[], torch.Tensor], mode: str, grad_out: torch.Tensor | None):
+def make_steps(module: nn.Module, forward: Callable[[], torch.Tensor], mode: str, grad_out: torch.Tensor | None):
     """fwd runs under inference_mode in eval; fwdbwd backpropagates a fixed random output gradient."""
     params = [p for p in module.parameters() if p.requires_grad]
 
@@ -76,34 +76,56 @@ def _steps(module: nn.Module, forward: Callable[[], torch.Tensor], mode: str, gr
     return step, reset
 
 
-def make_layer_workload(case: Case) -> Workload:
-    """The attention layer of `case` on its device and dtype, with seeded random inputs (never zeros)."""
-    spec = attentions.spec(case.attention)
+def build_workload(
+    case: Case,
+    build: Callable[[], nn.Module],
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    flops_analytic: int | None = None,
+    describe: Callable[[nn.Module, torch.Tensor], dict[str, Any]] | None = None,
+) -> Workload:
+    """The module of `case` on its device and dtype with seeded random inputs (never zeros) and output gradient.
+
+    `describe(module, inputs)`, when given, adds model-level facts (MACs, attention share) measured on the
+    eval-mode module before any timing.
+    """
+    dtype = DTYPES[case.dtype]
     torch.manual_seed(case_seed(case))
-    module = spec.build(dim=case.dim, num_heads=case.heads, grid=(case.height, case.width), **case.knob_dict)
-    module = module.to(device=case.device, dtype=DTYPES[case.dtype])
+    module = build().to(device=case.device, dtype=dtype)
     gen = torch.Generator(device="cpu").manual_seed(case_seed(case) + 1)
-    shape = (case.batch, case.tokens, case.dim)
-    x = torch.randn(shape, generator=gen).to(device=case.device, dtype=DTYPES[case.dtype])
-    grad_out = torch.randn(shape, generator=gen).to(device=case.device, dtype=DTYPES[case.dtype])
+    inputs = torch.randn(input_shape, generator=gen).to(device=case.device, dtype=dtype)
+    grad_out = torch.randn(output_shape, generator=gen).to(device=case.device, dtype=dtype)
+    extra = describe(module.eval(), inputs) if describe else {}
 
     def forward() -> torch.Tensor:
-        return module(x)
+        return module(inputs)
 
-    step, reset = _steps(module, forward, case.mode, grad_out)
-    flops = spec.flops(batch=case.batch, grid=(case.height, case.width), dim=case.dim, num_heads=case.heads,
-                       **case.knob_dict)["total"]
+    step, reset = make_steps(module, forward, case.mode, grad_out)
+    return Workload(module=module, step=step, reset=reset, forward=forward, batch=case.batch, tokens=case.tokens,
+                    flops_analytic=flops_analytic, extra=extra)
+
+
+def make_layer_workload(case: Case) -> Workload:
+    """The attention layer of `case`, with its analytic FLOPs."""
+    spec = attentions.spec(case.attention)
+    grid = (case.height, case.width)
+    flops = spec.flops(batch=case.batch, grid=grid, dim=case.dim, num_heads=case.heads, **case.knob_dict)["total"]
     # Backward of a matmul costs two forward matmuls (input and weight gradients): fwd+bwd ≈ 3 × forward.
-    analytic = flops if case.mode == "fwd" else 3 * flops
-    return Workload(module=module, step=step, reset=reset, forward=forward, batch=case.batch,
-                    tokens=case.tokens, flops_analytic=analytic)
+    shape = (case.batch, case.tokens, case.dim)
+    return build_workload(
+        case,
+        lambda: spec.build(dim=case.dim, num_heads=case.heads, grid=grid, **case.knob_dict),
+        shape,
+        shape,
+        flops_analytic=flops if case.mode == "fwd" else 3 * flops,
+    )
 
 
 def make_workload(case: Case) -> Workload:
     if case.scope == "backbone":
         from .backbone_cases import make_backbone_workload
 
-        return make_backbone_workload(case, _steps)
+        return make_backbone_workload(case)
     return make_layer_workload(case)
 
 

@@ -66,8 +66,6 @@ def sweep(
     from .store import SUITE
     from .sweep import default_run_dir, filter_cases
 
-    if device is not None and device not in ("auto", "cuda", "cpu"):
-        fail(f"--device: {device!r} is not one of auto, cuda, cpu")
     if resume is not None and out is not None:
         fail("give either --out or --resume, not both")
     if resume is not None:
@@ -93,10 +91,13 @@ def sweep(
 
 
 def _resolve_device_or_fail(device: str | None) -> str | None:
+    """auto/cuda/cpu -> the device to run on; one error line for anything else or a missing GPU."""
     if device is None:
         return None
-    from .cases import resolve_device
+    from .cases import DEVICES, resolve_device
 
+    if device not in DEVICES:
+        fail(f"--device: {device!r} is not one of {', '.join(DEVICES)}")
     resolved = resolve_device(device)
     if resolved == "cuda":
         import torch
@@ -363,15 +364,18 @@ def env_command(
 def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print the checks and measured ceilings as JSON."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when torch sees one), cuda or cpu"),
-    save: Optional[Path] = typer.Option(None, "--save", help="Also write the JSON report to this file (the ceilings are cached for sweeps either way)."),
+    save: Optional[Path] = typer.Option(
+        None, "--save", help="Also write the JSON report to this file (the ceilings are cached for sweeps either way)."
+    ),
 ) -> None:
     """Check this machine is fit to benchmark on (pass/warn/fail with advice); exit 1 when a check fails."""
     import json
 
-    from .doctor import DEVICE_CHOICES, render, run, save_ceilings
+    from .cases import DEVICES
+    from .doctor import render, run, save_ceilings
 
-    if device not in DEVICE_CHOICES:
-        fail(f"--device: {device!r} is not one of {', '.join(DEVICE_CHOICES)}")
+    if device not in DEVICES:
+        fail(f"--device: {device!r} is not one of {', '.join(DEVICES)}")
     report = run(device)
     cached = save_ceilings(report.ceilings)
     payload = json.dumps(report.to_json(), indent=2)

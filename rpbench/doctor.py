@@ -20,10 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import environment, telemetry
-from .cases import Measure
+from .cases import DEVICES, Measure
 from .measure import quick_median_ms, summarize, time_step
 
-DEVICE_CHOICES = ("auto", "cuda", "cpu")
 # Slow-downs that come from heat or hardware protection rather than the normal power cap of a busy GPU.
 HARMFUL_THROTTLES = frozenset(
     {"hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "board_limit"}
@@ -300,8 +299,8 @@ def check_device(choice: str) -> tuple[Check, str | None]:
     """Resolve --device; a requested but absent GPU fails (and stops the doctor)."""
     import torch
 
-    if choice not in DEVICE_CHOICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, not {choice!r}")
+    if choice not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {choice!r}")
     if torch.cuda.is_available() and choice in ("auto", "cuda"):
         props = torch.cuda.get_device_properties(0)
         detail = (f"cuda:0 {props.name}, sm {props.major}.{props.minor}, {props.multi_processor_count} SMs, "

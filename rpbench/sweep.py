@@ -12,7 +12,7 @@ import torch
 
 from .cases import Case, SuiteError, Suite
 from .runner import run_case
-from .store import ENV, SUITE, RunWriter
+from .store import ENV, SUITE, RunWriter, load_env
 
 
 @dataclass
@@ -98,6 +98,9 @@ def run_sweep(
     env = collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
     env["ceilings"] = measured_ceilings(cases)
+    first = load_env(run_dir) if done else {}
+    if first:  # a resume keeps the environment the run started in and records its own beside it
+        env = {**first, "resumed": [*first.get("resumed", []), env]}
     writer.write_json(ENV, env)
     if not (run_dir / SUITE).exists():
         writer.write_text(SUITE, suite.text)

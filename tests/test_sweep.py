@@ -157,6 +157,8 @@ def test_resume_after_truncation_loses_and_duplicates_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     resumed = rpbench.load(out)
     assert sorted(resumed["case_id"]) == sorted(full["case_id"])
+    env = json.loads((out / "env.json").read_text())  # the first environment stays; the resume is added
+    assert "--out" in env["command"] and "--resume" in env["resumed"][0]["command"]
     assert "1 case(s) already done" not in result.output and "skipped" in result.output
     samples = load_samples(out)
     assert not samples.duplicated(["case_id", "sample"]).any()

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import attention_flops, qkv_out_flops
 from ._registry import AttentionSpec, Knob, register
-from .window import GroupedBiasAttention, clamped_side, padded_grid
+from .window import GroupedBiasAttention, clamped_side, grouped_flops
 
 
 class GridAttention(GroupedBiasAttention):
@@ -50,15 +49,7 @@ def grid_check(grid: tuple[int, int], window: int, **_) -> str | None:
 
 
 def grid_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, window: int) -> dict[str, int]:
-    window = clamped_side(grid, window)
-    height, width = padded_grid(grid, window)
-    tokens = height * width
-    group_size = window * window
-    problems = batch * (tokens // group_size) * num_heads
-    return {
-        "core": attention_flops(problems, group_size, group_size, dim // num_heads),
-        "proj": batch * qkv_out_flops(tokens, dim),
-    }
+    return grouped_flops(batch, grid, dim, num_heads, clamped_side(grid, window))
 
 
 SPEC = register(

@@ -188,17 +188,22 @@ def window_check(grid: tuple[int, int], window: int, shift: int, **_) -> str | N
     return None
 
 
+def grouped_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, side: int) -> dict[str, int]:
+    """GroupedBiasAttention's FLOPs: attention inside each side×side group of the padded map, whose tokens
+    all go through the qkv and output projections."""
+    height, width = padded_grid(grid, side)
+    tokens = height * width
+    group = side * side
+    return {
+        "core": attention_flops(batch * (tokens // group) * num_heads, group, group, dim // num_heads),
+        "proj": batch * qkv_out_flops(tokens, dim),
+    }
+
+
 def window_flops(
     batch: int, grid: tuple[int, int], dim: int, num_heads: int, window: int, shift: int
 ) -> dict[str, int]:
-    w, _ = effective_window(grid, window, shift)
-    height, width = padded_grid(grid, w)
-    tokens = height * width
-    windows = tokens // (w * w)
-    return {
-        "core": attention_flops(batch * windows * num_heads, w * w, w * w, dim // num_heads),
-        "proj": batch * qkv_out_flops(tokens, dim),
-    }
+    return grouped_flops(batch, grid, dim, num_heads, effective_window(grid, window, shift)[0])
 
 
 SPEC = register(

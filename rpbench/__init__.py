@@ -1,4 +1,13 @@
-"""rpbench: benchmark and profile efficient attention for vision transformers."""
+"""rpbench: benchmark and profile efficient attention for vision transformers.
+
+The data flow, one room (sub-package) per stage, imports running one way:
+
+    suites (suite file -> cases) -> bench (workload, timing, runner, sweep) -> results (the run dir)
+        -> analysis (pandas/numpy) -> views (terminal, HTML, exports) ; cli drives it all
+
+`core` holds the data every room shares (Case, Timing, Measurement, the row schema, errors); `machine` what the
+machine is and can do; `backbones` whole models into which any `attentions` mechanism plugs.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -6,7 +15,7 @@ __version__ = "0.1.0"
 
 def load(path):
     """Load a results dir (or its results.csv) as a pandas DataFrame with proper dtypes."""
-    from .store import load as _load
+    from .results.store import load as _load
 
     return _load(path)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from rpbench.store import RunWriter
+from rpbench.results.store import RunWriter
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -71,8 +71,8 @@ def write_run(run_dir: Path, rows: Iterable[Mapping[str, Any]], env: Mapping[str
         samples = []
         if row.get("status") == "ok":
             samples = [row["latency_ms_p20"], row["latency_ms_median"], row["latency_ms_p80"]]
-        writer.append(row, samples)
-    writer.write_json("env.json", dict(DEFAULT_ENV if env is None else env))
+        writer.append_row(row, samples)
+    writer.record_environment(dict(DEFAULT_ENV if env is None else env))
     return Path(run_dir)
 
 

@@ -19,10 +19,11 @@ from torch import nn
 from attentions import UnsupportedConfig
 from attentions._registry import lookup
 
+from ..core.case import Layout
 from . import deit, pvt, swin
 from ._base import BackboneSpec, check_plan, plan
-from .layout import Layout, parse
-from .measure import attention_share, count_macs, count_params
+from .costs import count_macs, count_params
+from .layout import parse
 
 _SPECS: dict[str, BackboneSpec] = {spec.name: spec for spec in (*deit.SPECS, *swin.SPECS, *pvt.SPECS)}
 
@@ -81,7 +82,6 @@ def build(name: str, resolution: int, layout: Layout, num_classes: int = 1000) -
 __all__ = [
     "Layout",
     "UnsupportedConfig",
-    "attention_share",
     "available",
     "build",
     "check",

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 import attentions
 
-from .layout import Layout
+from ..core.case import Layout
 
 Grid = tuple[int, int]
 # (stage, block, side of the stage's square grid) -> knobs for the backbone's own attention

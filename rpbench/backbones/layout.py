@@ -1,4 +1,4 @@
-"""Which attention runs where in a backbone, and its short stable string for results rows.
+"""Parsing and validating a backbone layout (the `Layout` type itself is plain data in `rpbench.core.case`).
 
 A layout names one mechanism (the "A" attention) and a pattern of letters: `A` puts that mechanism
 in a stage (or block), `B` keeps the backbone's own attention there. Multi-stage backbones take one
@@ -11,52 +11,14 @@ lacks is dropped, but a name no registered mechanism has is an error, so typos d
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import attentions
 from attentions import UnsupportedConfig
 
+from ..core.case import Layout
+
 LETTERS = {"A": "the chosen attention", "B": "the backbone's own attention"}
-OWN = "own"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A validated layout. `attention` is None when every block keeps the backbone's own attention."""
-
-    attention: str | None
-    pattern: str
-    knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (name, one value per stage), sorted by name
-
-    def letter(self, stage: int, block: int) -> str:
-        """The letter governing block `block` of stage `stage` (0-based)."""
-        if self.attention is None:
-            return "B"
-        if len(self.pattern) == 1:
-            return self.pattern
-        return self.pattern[stage] if self.stages > 1 else self.pattern[block]
-
-    def stage_knobs(self, stage: int) -> dict[str, Any]:
-        return {name: values[stage] for name, values in self.knobs}
-
-    def __str__(self) -> str:
-        if self.attention is None:
-            return OWN
-        parts = [f"{self.attention}:{self.pattern}"]
-        for name, values in self.knobs:
-            shown = values[:1] if len(set(values)) == 1 else values
-            parts.append(f"{name}=" + ",".join(_format_value(v) for v in shown))
-        return " ".join(parts)
-
-    # Stages of the backbone the layout was parsed for; not part of equality or the string.
-    stages: int = field(default=1, compare=False, repr=False)
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _known_knobs() -> set[str]:

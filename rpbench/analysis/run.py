@@ -1,0 +1,42 @@
+"""One run analysed once, for every view: the prepared table, the case summary, exponents and crossovers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .metrics import Metric, get_metric
+from .scaling import crossovers, scaling_exponents
+from .summary import case_summary
+from .table import prepare, resolve_baseline
+
+
+@dataclass(frozen=True)
+class RunAnalysis:
+    """What the terminal report, report.html and the readable exports show for one run."""
+
+    frame: pd.DataFrame  # prepared rows (see table.prepare)
+    env: Mapping[str, Any]
+    baseline: str | None  # resolved: the requested label, else dense when the run has it, else None
+    metric: Metric
+    summary: pd.DataFrame  # case_summary: rows + efficiency + speedups, in display order
+    exponents: pd.DataFrame
+    crossings: pd.DataFrame
+
+
+def analyse_run(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | None = None,
+                metric: str = "latency") -> RunAnalysis:
+    """Raises AnalysisError with one line for an unknown metric or a baseline the run does not have."""
+    chosen_metric = get_metric(metric)
+    prepared = prepare(frame)
+    chosen = resolve_baseline(prepared, baseline)
+    return RunAnalysis(
+        frame=prepared,
+        env=env,
+        baseline=chosen,
+        metric=chosen_metric,
+        summary=case_summary(prepared, env, chosen, chosen_metric),
+        exponents=scaling_exponents(prepared),
+        crossings=crossovers(prepared, chosen, chosen_metric) if chosen is not None else pd.DataFrame(),
+    )

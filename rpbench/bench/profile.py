@@ -1,0 +1,184 @@
+"""Profile one workload: a TensorBoard run, a gzipped Chrome/Perfetto trace, and time per phase label.
+
+The profiler follows a schedule: `wait` and `warmup` steps run first so one-off costs (allocator growth, kernel
+selection, lazy init) stay out of the `active` steps that are recorded, as in the timed passes of `rpbench run`.
+Each step is wrapped in one extra label, CALL_LABEL, so phase times have a per-call total to be a share of.
+Trace files come from torch alone; the TensorBoard plugin is only needed to view them. The tables that show a
+`ProfileSummary` are in `rpbench.views.profile`.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
+
+from ..core.case import Case
+from ..core.diagnostics import OpTime, PhaseTime, ProfileSummary, Schedule
+from ..core.errors import ExecutionError, one_line
+from ..results.store import RunWriter
+from .probes import quiet_native_stderr, running_peak
+from .runner import release
+from .timing import synchronize
+from .workload import Workload, apply_fastest_sdpa, make_workload
+
+CALL_LABEL = "rpbench.call"
+STEP_PREFIX = "ProfilerStep"  # ProfilerStep#<n>, averaged as ProfilerStep*
+TOP_OPS = 12
+US_PER_MS = 1e3
+
+# Sweeps profile every case: one discarded step to warm caches, one recorded.
+SWEEP_SCHEDULE = Schedule(wait=0, warmup=1, active=1)
+
+
+def build_as_measured(case: Case) -> Workload:
+    """The case's workload set up as the timed passes run it (dense's auto backend resolved to the fastest),
+    so the trace shows the kernels that were timed."""
+    work = make_workload(case)
+    apply_fastest_sdpa(case, work)
+    return work
+
+
+def _is_annotation(event: Any) -> bool:
+    return event.device_type == DeviceType.CPU and event.is_user_annotation
+
+
+def _is_phase(event: Any) -> bool:
+    return _is_annotation(event) and event.key != CALL_LABEL and not event.key.startswith(STEP_PREFIX)
+
+
+def _peak_memory_mb(prof: profile, device: str) -> float | None:
+    """Largest running sum of the allocator's events inside one call, on the case's device: the peak above what
+    was resident when the call began (as in probes.peak_memory), taken over the active calls."""
+    wanted = DeviceType.CUDA if device == "cuda" else DeviceType.CPU
+    events = prof.profiler.kineto_results.events()
+    calls = [(e.start_ns(), e.end_ns()) for e in events if e.name() == CALL_LABEL and e.device_type() == DeviceType.CPU]
+    memory = [(e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == wanted]
+    peaks = [running_peak([(at, nbytes) for at, nbytes in memory if start <= at <= end]) for start, end in calls]
+    return max(peaks) / 2**20 if any(peaks) else None
+
+
+def _summarize(prof: profile, device: str, active: int, trace_path: Path, tb_dir: Path | None) -> ProfileSummary:
+    averages = prof.key_averages()
+    per_call = US_PER_MS * active
+    calls = [e for e in averages if e.device_type == DeviceType.CPU and e.key == CALL_LABEL]
+    if not calls:
+        raise RuntimeError(f"the profiler recorded no {CALL_LABEL!r} range; no step ran in the active window")
+    on_cuda = device == "cuda"
+    phases = [
+        PhaseTime(label=e.key, calls=e.count / active, self_cpu_ms=e.self_cpu_time_total / per_call,
+                  cpu_ms=e.cpu_time_total / per_call, device_ms=e.device_time_total / per_call if on_cuda else None)
+        for e in averages if _is_phase(e)
+    ]
+    if on_cuda:
+        # Kernels, memcpy and memset; not the GPU-side copies of record_function ranges.
+        annotations = {e.key for e in averages if _is_annotation(e)}
+        device_work = [e for e in averages if e.device_type != DeviceType.CPU and not e.is_user_annotation
+                       and e.key not in annotations]
+        ops = [OpTime(e.key, e.count / active, e.self_device_time_total / per_call) for e in device_work]
+        call_device_ms: float | None = sum(e.self_device_time_total for e in device_work) / per_call
+        kind = "CUDA kernel"
+    else:
+        ops = [OpTime(e.key, e.count / active, e.self_cpu_time_total / per_call)
+               for e in averages if e.device_type == DeviceType.CPU and e.key.startswith("aten::")]
+        call_device_ms = None
+        kind = "aten op"
+    ops.sort(key=lambda op: op.self_ms, reverse=True)
+    return ProfileSummary(
+        device=device, active_steps=active, call_cpu_ms=calls[0].cpu_time_total / per_call,
+        call_device_ms=call_device_ms, phases=phases, ops_kind=kind, top_ops=ops[:TOP_OPS],
+        peak_memory_mb=_peak_memory_mb(prof, device), trace_path=trace_path, tensorboard_dir=tb_dir,
+    )
+
+
+def _gzip(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as plain, gzip.open(target, "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+
+
+def _save_traces(prof: profile, trace_path: Path, tb_dir: Path | None, worker: str) -> None:
+    """A profiler saves its trace once: into the TensorBoard dir when asked (then gzip a copy), else a temp file."""
+    if tb_dir is not None:
+        before = set(tb_dir.glob("*.pt.trace.json"))
+        tensorboard_trace_handler(str(tb_dir), worker_name=worker)(prof)
+        written = sorted(set(tb_dir.glob(f"{worker}.*.pt.trace.json")) - before)
+        if not written:
+            raise RuntimeError(f"the TensorBoard trace handler wrote no trace into {tb_dir}")
+        _gzip(written[-1], trace_path)
+        return
+    trace_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(suffix=".json", dir=trace_path.parent)
+    os.close(handle)
+    plain = Path(name)
+    try:
+        prof.export_chrome_trace(str(plain))
+        _gzip(plain, trace_path)
+    finally:
+        plain.unlink(missing_ok=True)
+
+
+def profile_workload(
+    work: Workload,
+    device: str,
+    trace_path: Path,
+    tensorboard_dir: Path | None = None,
+    plan: Schedule = Schedule(),
+    worker: str = "rpbench",
+) -> ProfileSummary:
+    """Run `plan.steps` calls of the workload under the profiler; write the traces; summarize the active steps.
+
+    reset() runs before every call (outside the call's label), as in the timed passes; a synchronize after every
+    call keeps each step's kernels inside its own step.
+    """
+    problem = plan.problem()
+    if problem:
+        raise ValueError(problem)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    worker = re.sub(r"[^A-Za-z0-9_-]+", "_", worker)
+    summaries: list[ProfileSummary] = []
+
+    def on_trace_ready(prof: profile) -> None:
+        _save_traces(prof, trace_path, tensorboard_dir, worker)
+        summaries.append(_summarize(prof, device, plan.active, trace_path, tensorboard_dir))
+
+    with quiet_native_stderr(), profile(
+        activities=activities,
+        schedule=schedule(wait=plan.wait, warmup=plan.warmup, active=plan.active, repeat=1),
+        on_trace_ready=on_trace_ready,
+        record_shapes=True,
+        profile_memory=True,
+        with_stack=False,
+    ) as prof:
+        for _ in range(plan.steps):
+            work.reset()
+            with record_function(CALL_LABEL):
+                work.step()
+            synchronize(device)
+            prof.step()
+    return summaries[0]
+
+
+def trace_case(case: Case, writer: RunWriter) -> str:
+    """Profile one case of a sweep into the run dir's traces; returns the trace's path relative to the run dir.
+
+    Raises ExecutionError ("trace not written: ...") when anything fails: a trace is extra, so the sweep keeps
+    the measured row and only notes the problem.
+    """
+    path = writer.trace_path(case.case_id)
+    work = None
+    try:
+        work = build_as_measured(case)
+        profile_workload(work, case.device, path, plan=SWEEP_SCHEDULE, worker=case.label)
+    except Exception as err:
+        raise ExecutionError(f"trace not written: {one_line(err)[:200]}") from None
+    finally:
+        del work
+        release(case.device)
+    return writer.relative(path)

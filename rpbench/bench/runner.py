@@ -1,0 +1,137 @@
+"""One case in, one Measurement out: build the workload, then measure each quantity in its own pass.
+
+A failing case becomes a Measurement with a status (unsupported, oom, nonfinite, error); it never stops a sweep.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+import attentions
+
+from ..core.case import Case, Timing
+from ..core.errors import one_line
+from ..core.measurement import GpuReading, GpuTelemetry, Measurement, summarize
+from ..machine import telemetry
+from ..machine.environment import cpu_model
+from .probes import peak_memory, sdpa_kernels_that_ran
+from .timing import TIMER_NAMES, time_step
+from .workload import Workload, apply_fastest_sdpa, make_workload
+
+NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
+
+
+class NonFiniteOutput(RuntimeError):
+    pass
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else cpu_model()
+
+
+def run_case(case: Case, timing: Timing, suite: str = "") -> Measurement:
+    """Measure one case; every failure is a status on the result, never an exception."""
+    began = time.perf_counter()
+    where: dict[str, Any] = {
+        "suite": suite,
+        "timer": TIMER_NAMES[case.device],
+        "device_name": device_name(case.device),
+        "threads": torch.get_num_threads(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    work = None
+    try:
+        work = make_workload(case)
+        result = _run_passes(case, timing, work, where)
+    except Exception as err:  # a failing case must never stop the sweep
+        built = {} if work is None else {"params": _params(work), "model": work.model}
+        result = Measurement(case=case, **_failure(err), **where, **built)
+    finally:
+        del work
+        release(case.device)
+    return replace(result, elapsed_s=time.perf_counter() - began)
+
+
+def _failure(err: Exception) -> dict[str, Any]:
+    """The status and note of a failed case."""
+    if isinstance(err, attentions.UnsupportedConfig):
+        return {"status": "unsupported", "notes": (str(err),)}
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return {"status": "oom", "notes": (one_line(err)[:NOTE_LIMIT],)}
+    if isinstance(err, NonFiniteOutput):
+        return {"status": "nonfinite", "notes": (str(err),)}
+    return {"status": "error", "notes": (one_line(err)[:NOTE_LIMIT],)}
+
+
+def _params(work: Workload) -> int:
+    return sum(p.numel() for p in work.module.parameters())
+
+
+def _check_finite(work: Workload) -> None:
+    work.reset()
+    with torch.inference_mode():
+        out = work.forward()
+    if not torch.isfinite(out).all():
+        raise NonFiniteOutput("output contains NaN or Inf")
+
+
+def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any]) -> Measurement:
+    """Every pass in order: finiteness, backend choice, FLOPs, kernels, timing, memory, energy; each on its own."""
+    gpu = torch.cuda.current_device() if case.device == "cuda" else None
+    start = _reading(gpu) if gpu is not None else None
+
+    _check_finite(work)
+    notes = [apply_fastest_sdpa(case, work)]
+    flops_counted = attentions.count_flops(lambda: (work.reset(), work.step()))
+    kernels = sdpa_kernels_that_ran(work.step, work.reset)
+    samples = time_step(work.step, work.reset, case.device, timing)
+    memory = peak_memory(work.step, work.reset, case.device)
+    notes.append(memory.note)
+
+    gpu_telemetry = None
+    if gpu is not None:
+        energy = _energy_per_call(gpu, work, timing, summarize(samples).median)
+        if energy is None:
+            notes.append("energy: NVML total-energy counter unsupported on this GPU/driver")
+        gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy)
+    return Measurement(
+        case=case, status="ok", notes=tuple(n for n in notes if n), samples=tuple(samples), **where,
+        params=_params(work), flops_analytic=work.flops_analytic, flops_counted=flops_counted,
+        sdpa_backend="+".join(kernels) if kernels else None, memory=memory, model=work.model, gpu=gpu_telemetry,
+    )
+
+
+def _reading(gpu: int) -> GpuReading:
+    """SM clock, temperature, power and throttle state now (NVML; a handful of reads, never inside timing)."""
+    snap = telemetry.snapshot(gpu)
+    return GpuReading(sm_clock_mhz=snap.get("sm_clock_mhz"), temp_c=snap.get("temp_c"), power_w=snap.get("power_w"),
+                      throttled=bool(snap.get("throttled")))
+
+
+def _energy_per_call(gpu: int, work: Workload, timing: Timing, median_ms: float) -> float | None:
+    """Joules per call from NVML's energy counter over >= timing.energy_s of back-to-back calls."""
+    meter = telemetry.EnergyMeter(gpu)
+    if not meter.supported:
+        return None
+    calls = max(1, math.ceil(timing.energy_s * 1e3 / max(median_ms, 1e-3)))
+    torch.cuda.synchronize()
+    meter.start()
+    for _ in range(calls):
+        work.reset()
+        work.step()
+    torch.cuda.synchronize()
+    joules = meter.stop()
+    return None if joules is None else joules / calls
+
+
+def release(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()

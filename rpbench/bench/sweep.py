@@ -1,0 +1,88 @@
+"""Run a suite's cases one after another, handing each Measurement to the store the moment it is taken."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..core.case import Case, Suite
+from ..core.errors import ExecutionError
+from ..core.measurement import Measurement
+from ..machine import ceilings, environment
+from ..results.store import RunWriter
+from .profile import trace_case
+from .runner import device_name, run_case
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    measurements: list[Measurement] = field(default_factory=list)
+    skipped: int = 0
+
+
+def apply_threads(suite: Suite) -> None:
+    """Fix the CPU thread count for the whole run so every row measures with the same one."""
+    if suite.timing.threads:
+        torch.set_num_threads(suite.timing.threads)
+
+
+def ceilings_for(cases: list[Case]) -> dict[str, Any] | None:
+    """Ceilings `rpbench doctor` cached for the device this sweep runs on (reports show % of them)."""
+    devices = {case.device for case in cases}
+    return ceilings.cached(device_name(devices.pop())) if len(devices) == 1 else None
+
+
+def cooldown_seconds(suite: Suite, case: Case) -> float:
+    if suite.timing.cooldown_s is not None:
+        return suite.timing.cooldown_s
+    return 1.0 if case.device == "cuda" else 0.0
+
+
+def _with_trace(measured: Measurement, writer: RunWriter) -> Measurement:
+    """Profile the case into the run dir's traces and link it; a failed trace becomes a note, the row stays ok."""
+    try:
+        return dataclasses.replace(measured, trace=trace_case(measured.case, writer))
+    except ExecutionError as err:
+        return dataclasses.replace(measured, notes=(*measured.notes, str(err)))
+
+
+def run_sweep(
+    suite: Suite,
+    cases: list[Case],
+    run_dir: Path,
+    command: str,
+    on_start: Callable[[Case, int], None] | None = None,
+    on_measured: Callable[[Measurement], None] | None = None,
+    profile: bool = False,
+) -> SweepOutcome:
+    """Measure every case not already final in run_dir; each one is flushed to disk as it ends."""
+    writer = RunWriter(run_dir)
+    done = writer.finished_case_ids()
+    apply_threads(suite)
+    env = environment.collect(command=command)
+    env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
+    env["ceilings"] = ceilings_for(cases)
+    writer.record_environment(env)
+    writer.record_suite(suite.text)
+
+    outcome = SweepOutcome(run_dir=run_dir)
+    todo = [case for case in cases if case.case_id not in done]
+    outcome.skipped = len(cases) - len(todo)
+    for index, case in enumerate(todo):
+        if index:
+            time.sleep(cooldown_seconds(suite, case))
+        if on_start:
+            on_start(case, index)
+        measured = run_case(case, suite.timing, suite=suite.name)
+        if profile and measured.ok:
+            measured = _with_trace(measured, writer)
+        writer.append(measured)
+        outcome.measurements.append(measured)
+        if on_measured:
+            on_measured(measured)
+    return outcome

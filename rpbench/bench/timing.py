@@ -1,0 +1,96 @@
+"""Timers: the only code that decides what is inside a timed region.
+
+CUDA: one pair of CUDA events around every iteration, L2 flushed before each (outside the events), after a
+time-based warm-up. CPU: time.perf_counter around every iteration. All samples are kept; statistics are derived
+from them later (`rpbench.core.measurement.summarize`).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from ..core.case import Timing
+
+Step = Callable[[], object]
+
+# Which timer produced a row's samples (the `timer` column).
+TIMER_NAMES = {"cuda": "cuda_event", "cpu": "perf_counter"}
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _warm_up(step: Step, reset: Step, device: str, warmup_ms: float) -> float:
+    """Run until warmup_ms of wall time has passed (at least twice); returns ms per call seen."""
+    synchronize(device)
+    began = time.perf_counter()
+    calls = 0
+    while True:
+        reset()
+        step()
+        synchronize(device)
+        calls += 1
+        elapsed_ms = (time.perf_counter() - began) * 1e3
+        if calls >= 2 and elapsed_ms >= warmup_ms:
+            return elapsed_ms / calls
+
+
+def _sample_count(timing: Timing, per_call_ms: float) -> int:
+    if timing.repeat is not None:
+        return max(1, timing.repeat)
+    wanted = math.ceil(timing.repeat_ms / max(per_call_ms, 1e-3))
+    return int(min(max(wanted, timing.min_samples), timing.max_samples))
+
+
+def l2_flush_buffer(device: str) -> torch.Tensor | None:
+    """A buffer twice the device's L2 (at least 64 MiB) whose zeroing evicts the cache."""
+    props = torch.cuda.get_device_properties(torch.device(device))
+    l2_bytes = getattr(props, "L2_cache_size", 0) or 0
+    size = max(2 * l2_bytes, 64 * 2**20)
+    return torch.empty(size // 4, dtype=torch.int32, device=device)
+
+
+def time_step(step: Step, reset: Step, device: str, timing: Timing) -> list[float]:
+    """Latency samples in ms, one per iteration."""
+    per_call_ms = _warm_up(step, reset, device, timing.warmup_ms)
+    count = _sample_count(timing, per_call_ms)
+    if device == "cuda":
+        flush = l2_flush_buffer(device) if timing.flush_l2 else None
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        for start, end in zip(starts, ends):
+            if flush is not None:
+                flush.zero_()
+            reset()
+            start.record()
+            step()
+            end.record()
+        torch.cuda.synchronize()
+        return [start.elapsed_time(end) for start, end in zip(starts, ends)]
+    samples = []
+    for _ in range(count):
+        reset()
+        began = time.perf_counter()
+        step()
+        samples.append((time.perf_counter() - began) * 1e3)
+    return samples
+
+
+def quick_median_ms(step: Step, reset: Step, device: str, calls: int = 5) -> float:
+    """A short synchronised estimate, for choosing between variants (not for reporting)."""
+    _warm_up(step, reset, device, warmup_ms=0.0)
+    times = []
+    for _ in range(calls):
+        reset()
+        synchronize(device)
+        began = time.perf_counter()
+        step()
+        synchronize(device)
+        times.append((time.perf_counter() - began) * 1e3)
+    return statistics.median(times)

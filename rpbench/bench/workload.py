@@ -1,0 +1,162 @@
+"""A Case becomes a Workload: the module on its device and dtype, seeded random inputs, and the exact step to time.
+
+Layer cases build one registry mechanism; backbone cases build the whole model. Both go through `build_workload`,
+so seeding, dtype handling and the fwd / fwdbwd steps are the same for every case.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+import attentions
+
+from .. import backbones
+from ..core.case import Case
+from ..core.measurement import ModelCosts
+from .probes import SDPA_CANDIDATES, attention_share
+from .timing import quick_median_ms, synchronize
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Workload:
+    """A built module with its inputs: `step` is exactly what gets timed, `reset` runs before it, untimed."""
+
+    module: nn.Module
+    step: Callable[[], object]
+    reset: Callable[[], None]
+    forward: Callable[[], torch.Tensor]
+    batch: int
+    tokens: int
+    flops_analytic: int | None
+    model: ModelCosts | None = None
+
+
+def make_steps(module: nn.Module, forward: Callable[[], torch.Tensor], mode: str, grad_out: torch.Tensor | None):
+    """fwd runs under inference_mode in eval; fwdbwd backpropagates a fixed random output gradient."""
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    if mode == "fwd":
+        module.eval()
+
+        def step() -> object:
+            with torch.inference_mode():
+                return forward()
+
+        def reset() -> None:
+            return None
+
+        return step, reset
+
+    module.train()
+
+    def step() -> object:
+        out = forward()
+        out.backward(grad_out)
+        return out
+
+    def reset() -> None:
+        for param in params:
+            param.grad = None
+
+    return step, reset
+
+
+def build_workload(
+    case: Case,
+    build: Callable[[], nn.Module],
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    flops_analytic: int | None = None,
+    describe: Callable[[nn.Module, torch.Tensor], ModelCosts] | None = None,
+) -> Workload:
+    """The module of `case` on its device and dtype with seeded random inputs (never zeros) and output gradient.
+
+    `describe(module, inputs)`, when given, measures model-level facts (MACs, attention share) on the eval-mode
+    module before any timing.
+    """
+    dtype = TORCH_DTYPES[case.dtype]
+    torch.manual_seed(case.seed)
+    module = build().to(device=case.device, dtype=dtype)
+    gen = torch.Generator(device="cpu").manual_seed(case.seed + 1)
+    inputs = torch.randn(input_shape, generator=gen).to(device=case.device, dtype=dtype)
+    grad_out = torch.randn(output_shape, generator=gen).to(device=case.device, dtype=dtype)
+    model = describe(module.eval(), inputs) if describe else None
+
+    def forward() -> torch.Tensor:
+        return module(inputs)
+
+    step, reset = make_steps(module, forward, case.mode, grad_out)
+    return Workload(module=module, step=step, reset=reset, forward=forward, batch=case.batch, tokens=case.tokens,
+                    flops_analytic=flops_analytic, model=model)
+
+
+def make_layer_workload(case: Case) -> Workload:
+    """The attention layer of `case`, with its analytic FLOPs."""
+    spec = attentions.spec(case.attention)
+    grid = (case.height, case.width)
+    flops = spec.flops(batch=case.batch, grid=grid, dim=case.dim, num_heads=case.heads, **case.knob_dict)["total"]
+    # Backward of a matmul costs two forward matmuls (input and weight gradients): fwd+bwd ≈ 3 × forward.
+    shape = (case.batch, case.tokens, case.dim)
+    return build_workload(
+        case,
+        lambda: spec.build(dim=case.dim, num_heads=case.heads, grid=grid, **case.knob_dict),
+        shape,
+        shape,
+        flops_analytic=flops if case.mode == "fwd" else 3 * flops,
+    )
+
+
+def make_backbone_workload(case: Case) -> Workload:
+    """The whole model on seeded random images, with its MACs and the measured attention share."""
+
+    def describe(model: nn.Module, images: torch.Tensor) -> ModelCosts:
+        return ModelCosts(macs=backbones.count_macs(model, images[:1]),
+                          attention_share=attention_share(model, images, case.device))
+
+    # No closed-form FLOPs for a whole model: flops_analytic stays empty, flops_counted is measured.
+    return build_workload(
+        case,
+        lambda: backbones.build(case.backbone, case.resolution, case.layout),
+        (case.batch, 3, case.resolution, case.resolution),
+        (case.batch, 1000),
+        describe=describe,
+    )
+
+
+def make_workload(case: Case) -> Workload:
+    return make_backbone_workload(case) if case.scope == "backbone" else make_layer_workload(case)
+
+
+def apply_fastest_sdpa(case: Case, work: Workload) -> str | None:
+    """`dense` with backend=auto is measured with the fastest SDPA backend that runs here; returns the note."""
+    if case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto":
+        return choose_fastest_sdpa(work, case.device)
+    return None
+
+
+def choose_fastest_sdpa(work: Workload, device: str) -> str:
+    """Probe every SDPA backend that can run on `device` and keep the fastest on the module."""
+    timings: dict[str, float] = {}
+    for backend in SDPA_CANDIDATES[device]:
+        work.module.sdpa_backend = backend
+        try:
+            with warnings.catch_warnings():  # "kernel not used because ..." for every backend that cannot run
+                warnings.simplefilter("ignore")
+                timings[backend] = quick_median_ms(work.step, work.reset, device)
+        except RuntimeError:
+            continue
+        finally:
+            synchronize(device)
+    if not timings:
+        work.module.sdpa_backend = "auto"
+        return "no forced SDPA backend ran; PyTorch's default was used"
+    best = min(timings, key=timings.get)
+    work.module.sdpa_backend = best
+    probes = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(timings.items(), key=lambda kv: kv[1]))
+    return f"auto backend = fastest probed ({probes})"

@@ -1,0 +1,119 @@
+"""Commands on one case named by flags: `rpbench run` (measure it, or search its largest batch) and `rpbench profile`."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.text import Text
+
+from ..core.case import Case, CaseFlags, Timing
+from ..core.diagnostics import Schedule
+from ..core.errors import ExecutionError, UsageError, one_line
+from ..results.store import row_of
+from .app import command, console
+from .options import with_case_flags
+from .sweep import resolve_device_flag
+
+
+def _case(flags: CaseFlags) -> Case:
+    from ..suites import case_from_flags
+
+    case = case_from_flags(flags)
+    resolve_device_flag(case.device)
+    return case
+
+
+@command()
+@with_case_flags
+def run(
+    flags: CaseFlags,
+    warmup_ms: float = typer.Option(50.0, "--warmup-ms", help="Warm-up time before sampling, ms."),
+    repeat_ms: float = typer.Option(200.0, "--repeat-ms", help="Time budget for timed samples, ms."),
+    max_batch: bool = typer.Option(False, "--max-batch", help="Double the batch from 1 until CUDA runs out of "
+                                   "memory; report the largest batch that fits and the peak img/s (CUDA only)."),
+    batch_limit: int = typer.Option(4096, "--batch-limit", help="Largest batch --max-batch tries."),
+    as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
+) -> None:
+    """Measure one case and print its row."""
+    from ..bench.runner import run_case
+    from ..views.terminal import row_table
+
+    case = _case(flags)
+    timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms)
+    if max_batch:
+        _max_batch(case, timing, batch_limit, as_json)
+        return
+    row = row_of(run_case(case, timing, suite="run"))
+    if as_json:
+        typer.echo(json.dumps(row, default=str, indent=2))
+    else:
+        console.print(row_table(row))
+    if row["status"] != "ok":
+        raise typer.Exit(1)
+
+
+def _max_batch(case: Case, timing: Timing, limit: int, as_json: bool) -> None:
+    from ..bench.max_batch import search_max_batch
+    from ..bench.runner import run_case
+    from ..views.terminal import max_batch_table
+
+    if case.device != "cuda":
+        raise UsageError("--max-batch searches for the CUDA out-of-memory boundary; this case runs on cpu")
+    search = search_max_batch(case, lambda c: run_case(c, timing, suite="run"), limit)
+    rows = [row_of(measured) for measured in search.measurements]
+    best = None if search.best is None else row_of(search.best)
+    if as_json:
+        payload = {"max_batch": search.max_batch, "oom_at": search.oom_at, "stopped": search.stopped,
+                   "best": best, "rows": rows}
+        typer.echo(json.dumps(payload, default=str, indent=2))
+        return
+    console.print(max_batch_table(rows, f"--max-batch: {case.describe()}"))
+    boundary = f"out of memory at batch {search.oom_at}" if search.oom_at else search.stopped
+    console.print(Text(f"largest batch that fits: {search.max_batch or 'none'} ({boundary})"))
+    if best:
+        console.print(f"peak throughput: {best['throughput_img_s']:.4g} img/s at batch {best['batch']}")
+
+
+@command("profile")
+@with_case_flags
+def profile_command(
+    flags: CaseFlags,
+    out: Optional[Path] = typer.Option(None, "--out", help="Dir for tb/ and trace.json.gz. Default: "
+                                       "results/profile-<attention>-<time>."),
+    wait: int = typer.Option(1, "--wait", help="Calls run before the profiler starts."),
+    warmup: int = typer.Option(2, "--warmup", help="Calls profiled but discarded (warm caches, lazy init)."),
+    active: int = typer.Option(3, "--active", help="Calls recorded; tables show the mean per call."),
+) -> None:
+    """Profile one case: TensorBoard run + gzipped Chrome/Perfetto trace, time per phase label, top ops, peak memory."""
+    import attentions
+
+    from ..bench.profile import build_as_measured, profile_workload
+    from ..views.profile import how_to_open, memory_line, ops_table, phase_table
+
+    case = _case(flags)
+    plan = Schedule(wait=wait, warmup=warmup, active=active)
+    if plan.problem():
+        raise UsageError(plan.problem())
+    subject = case.label if case.backbone is None else f"{case.backbone}-{case.label}"
+    out_dir = out or Path("results") / f"profile-{subject}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        work = build_as_measured(case)
+    except attentions.UnsupportedConfig:
+        raise
+    except Exception as err:  # e.g. out of memory while building
+        raise ExecutionError(f"building the case failed: {one_line(err)}") from None
+    console.print(Text.assemble(("profiling", "bold"), f" {case.describe()}: {plan.wait} wait, {plan.warmup} "
+                                f"warm-up, {plan.active} active call(s) -> {out_dir}"))
+    try:
+        summary = profile_workload(work, case.device, out_dir / "trace.json.gz", tensorboard_dir=out_dir / "tb",
+                                   plan=plan, worker=subject)
+    except Exception as err:  # e.g. out of memory: one line, not a traceback
+        raise ExecutionError(f"profiling failed: {one_line(err)}") from None
+    console.print(phase_table(summary))
+    console.print(ops_table(summary))
+    console.print(memory_line(summary))
+    for line in how_to_open(summary):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

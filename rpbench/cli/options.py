@@ -1,0 +1,80 @@
+"""Option types and the one definition of the case flags that `run` and `profile` share.
+
+Choices are Literals built from the constants the harness validates against, so `--help` lists them and a wrong
+value is refused by Typer before any command runs.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import fields
+from typing import Callable, Literal, Optional
+
+import typer
+
+from ..analysis.metrics import METRICS
+from ..core.case import DEVICES, DTYPES, MODES, CaseFlags
+from ..views.export import FORMATS
+
+Dtype = Literal[DTYPES]
+Mode = Literal[MODES]
+Device = Literal[DEVICES]
+MetricName = Literal[tuple(METRICS)]
+ExportFormat = Literal[FORMATS]
+
+DEVICE_HELP = "auto (GPU when torch sees one), cuda or cpu"
+
+# name -> (type, flag, help); the defaults are CaseFlags' own.
+_CASE_FLAGS: dict[str, tuple[object, str, str]] = {
+    "attention": (Optional[str], "--attention", "Registry name (see `rpbench list`)."),
+    "tokens": (Optional[int], "--tokens", "N tokens on a square grid (N must be a square)."),
+    "grid": (Optional[str], "--grid", "Token grid as HxW, e.g. 32x64."),
+    "resolution": (Optional[int], "--resolution", "Image side in px (with --patch, or with --backbone)."),
+    "patch": (int, "--patch", "Patch size in px used with --resolution."),
+    "dim": (int, "--dim", "Channels C."),
+    "heads": (int, "--heads", "Attention heads."),
+    "m": (Optional[int], "--m", "Representatives/agents, for mechanisms that have them."),
+    "knobs": (list[str], "--knob", "Extra mechanism knob as key=value (repeatable), e.g. --knob em_iters=2."),
+    "batch": (int, "--batch", "Batch size."),
+    "dtype": (Dtype, "--dtype", "Data type of the module and its inputs."),
+    "mode": (Mode, "--mode", "fwd (forward, inference mode) or fwdbwd (forward + backward)."),
+    "device": (Device, "--device", DEVICE_HELP + "."),
+    "backbone": (Optional[str], "--backbone", "A whole backbone instead of one layer (see `rpbench list`); "
+                 "needs --resolution."),
+    "layout": (Optional[str], "--layout", "Backbone stage pattern, e.g. AAAB (A = --attention, B = the backbone's "
+               "own attention)."),
+}
+
+
+def _case_parameters() -> list[inspect.Parameter]:
+    defaults = CaseFlags()
+    parameters = []
+    for spec in fields(CaseFlags):
+        kind, flag, help_text = _CASE_FLAGS[spec.name]
+        option = typer.Option(getattr(defaults, spec.name), flag, help=help_text)
+        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                            annotation=kind))
+    return parameters
+
+
+def with_case_flags(command: Callable) -> Callable:
+    """Give `command` the shared case flags: they appear first in its --help and arrive as `flags: CaseFlags`.
+
+    The command declares its own options as usual plus a `flags: CaseFlags` parameter, which is filled here.
+    """
+    signature = inspect.signature(command)
+    hints = typing.get_type_hints(command)
+    own = [parameter.replace(annotation=hints[name], kind=inspect.Parameter.KEYWORD_ONLY)
+           for name, parameter in signature.parameters.items() if name != "flags"]
+    shared = _case_parameters()
+
+    @functools.wraps(command)
+    def wrapper(**values):
+        flags = CaseFlags(**{parameter.name: values.pop(parameter.name) for parameter in shared})
+        return command(flags=flags, **values)
+
+    del wrapper.__wrapped__  # Typer must read the signature below, not the command's own
+    wrapper.__signature__ = signature.replace(parameters=[*shared, *own])
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in [*shared, *own]}
+    return wrapper

@@ -1,0 +1,78 @@
+"""Commands on finished runs: `rpbench report`, `rpbench export` and `rpbench compare`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.text import Text
+
+from ..results import store
+from .app import command, console
+from .options import ExportFormat, MetricName
+
+METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
+RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
+
+
+@command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="Mechanism label to compare against. Default: dense, when the run has it."
+    ),
+    metric: MetricName = typer.Option("latency", "--metric", help=f"Headline metric for speedups and crossovers: "
+                                      f"{METRIC_HELP}."),
+) -> None:
+    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers; refreshes report.html."""
+    from ..analysis import analyse_run
+    from ..views.html import render_html
+    from ..views.terminal import terminal_report
+
+    run = store.load_run(run_dir)
+    analysed = analyse_run(run.frame, run.env, baseline, metric)
+    built = terminal_report(analysed)
+    page = store.write_report(run.directory, render_html(analysed, run.directory))
+    console.print(built.cases)
+    console.print(built.scaling)
+    console.print(Text(f"report: {page}"))
+
+
+@command("export")
+def export_command(
+    run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
+    format_: ExportFormat = typer.Option(
+        "csv", "--format", help="csv, parquet or json (every column); md or html (the readable case table)."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write. Default: RUN_DIR/export.<format>."),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="Label for the speedup column of md/html. Default: dense, when the run has it."
+    ),
+) -> None:
+    """Write a run's results in another format."""
+    from ..views.export import export
+
+    console.print(Text(f"wrote {export(run_dir, format_, out, baseline)}"))
+
+
+@command("compare")
+def compare_command(
+    run_a: Path = typer.Argument(..., help="Reference results dir (A)."),
+    run_b: Path = typer.Argument(..., help="Results dir to judge against A (B)."),
+    threshold: float = typer.Option(
+        5.0, "--threshold", help="Relative change (%) a case must exceed, beyond both runs' p20–p80 spread, to count."
+    ),
+    metric: MetricName = typer.Option("latency", "--metric", help=f"What to compare: {METRIC_HELP}."),
+    fail_on_regression: bool = typer.Option(
+        False, "--fail-on-regression", help="Exit 1 when any case regressed (for CI gates)."
+    ),
+) -> None:
+    """Match cases of two runs by case_id and flag regressions and improvements beyond noise."""
+    from ..analysis import compare_runs, get_metric
+    from ..views.compare import comparison_table
+
+    comparison = compare_runs(store.load(run_a), store.load(run_b), get_metric(metric), threshold)
+    console.print(comparison_table(comparison, f"A={run_a}", f"B={run_b}"))
+    console.print(comparison.summary_line(), highlight=False, markup=False)
+    if fail_on_regression and comparison.counts()["regression"]:
+        raise typer.Exit(1)

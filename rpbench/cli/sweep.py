@@ -1,0 +1,132 @@
+"""`rpbench sweep`: a suite's cases measured one by one into a run dir, with a progress bar and a summary."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from ..core.case import Case
+from ..core.errors import UsageError
+from ..core.measurement import Measurement
+from ..results import store
+from .app import command, console, err_console
+from .options import DEVICE_HELP, Device
+
+
+def resolve_device_flag(device: str | None) -> str | None:
+    """auto/cuda/cpu -> the device to run on (None: the suite decides); one error line for a missing GPU."""
+    if device is None:
+        return None
+    from ..suites.fields import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+    return resolved
+
+
+def default_run_dir(suite_name: str, root: Path = Path("results")) -> Path:
+    from datetime import datetime
+
+    return root / f"{suite_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@command()
+def sweep(
+    suite: Optional[str] = typer.Argument(
+        None, help="Shipped suite name (see `rpbench suites`) or a path to a suite .toml. Default: quick, "
+        "or the suite.toml of the --resume dir."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results dir to create. Default: results/<suite>-<time>."),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue this results dir: cases already written with a final status are skipped."
+    ),
+    device: Optional[Device] = typer.Option(None, "--device", help=DEVICE_HELP + "; overrides the suite's device axis."),
+    filter_: Optional[str] = typer.Option(
+        None, "--filter", help="Only cases matching all comma-separated terms: a mechanism/label glob "
+        "(`rp*`) or field=glob (`tokens=4096`, `dtype=bfloat16`, `mode=fwd`)."
+    ),
+    profile: bool = typer.Option(False, "--profile", help="Also write one profiler trace per case (traces/), linked "
+                                 "from the row's trace column."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
+) -> None:
+    """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
+    from ..suites import filter_cases, find_suite, load_suite
+
+    if resume is not None and out is not None:
+        raise UsageError("give either --out or --resume, not both")
+    if resume is not None:
+        kept = store.suite_copy(resume)  # refuses a dir that is not a run dir, whatever suite is given
+        source = suite or str(kept)
+    else:
+        source = suite or "quick"
+    loaded = load_suite(find_suite(source), device_override=resolve_device_flag(device))
+    cases = filter_cases(loaded.cases, filter_)
+    if not cases:
+        raise UsageError(f"--filter {filter_!r} matches none of the suite's {len(loaded.cases)} cases")
+    run_dir = resume or out or default_run_dir(loaded.name)
+    if resume is None and store.holds_results(run_dir):
+        raise UsageError(f"{run_dir} already holds results; use --resume {run_dir} to continue it, or another --out")
+    recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
+    recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
+    _sweep_with_progress(loaded, cases, run_dir, shlex.join(recorded), profile, report)
+
+
+def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, recorded: str, profile: bool, report: bool) -> None:
+    from ..analysis import prepare
+    from ..bench.sweep import run_sweep
+    from ..views.terminal import latency_grid
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=console,
+    )
+    console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases -> {run_dir}"))
+    task = progress.add_task(_markup_free(loaded.name), total=len(cases))
+
+    def on_start(case: Case, index: int) -> None:
+        progress.update(task, description=f"{_markup_free(loaded.name)} [dim]{_markup_free(case.describe())}[/]")
+
+    def on_measured(measured: Measurement) -> None:
+        line = Text(f"  {measured.case.describe()}: ")
+        if measured.ok:
+            line.append(f"{measured.stats.median:.4g} ms")
+        else:
+            line.append(measured.status, style="yellow").append(f" {measured.note or ''}")
+        progress.console.print(line)
+        progress.update(task, advance=1, description=_markup_free(loaded.name))
+
+    try:
+        with progress:
+            outcome = run_sweep(loaded, cases, run_dir, recorded, on_start=on_start, on_measured=on_measured,
+                                profile=profile)
+            progress.update(task, completed=outcome.skipped + len(outcome.measurements))
+    except KeyboardInterrupt:
+        err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "
+                               f"{run_dir}"))
+        raise typer.Exit(130)
+    if outcome.skipped:
+        console.print(f"resumed: {outcome.skipped} case(s) already done were skipped")
+    console.print(latency_grid(prepare(store.load(run_dir)), f"median latency, ms ({run_dir})"))
+    if report:
+        try:
+            from ..views.html import write_html
+
+            console.print(Text(f"report: {write_html(run_dir)}"))
+        except Exception as err:  # the measurements are on disk; a rendering problem must not hide them
+            err_console.print(Text(f"report.html not written: {type(err).__name__}: {err}"))
+    console.print(Text(f"results: {run_dir / store.RESULTS}  (rpbench report {run_dir})"))
+
+
+def _markup_free(text: str) -> str:
+    """A progress description is rendered as rich markup; escape what the user wrote (suite names, labels)."""
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,184 @@
+"""What one measurement is of (`Case`), how it is timed (`Timing`), and the suite that groups them (`Suite`).
+
+All frozen, torch-free data: a case travels from the suite parser through the runner into the store unchanged, and
+its `case_id` is the join key of `--resume` and `compare` across rpbench versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("float32", "float16", "bfloat16")
+MODES = ("fwd", "fwdbwd")
+DEVICES = ("auto", "cuda", "cpu")
+SCOPES = ("layer", "backbone")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which attention runs where in a backbone: one mechanism (the "A" attention) and a pattern of letters.
+
+    `A` puts that mechanism in a stage (or block), `B` keeps the backbone's own attention there. `attention` is
+    None when every block keeps the backbone's own. `knobs` holds one value per stage, sorted by name. Build one
+    with `rpbench.backbones.parse_layout`, which validates it against the backbone and the registry.
+    """
+
+    attention: str | None
+    pattern: str
+    knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    # Stages of the backbone the layout was parsed for; not part of equality or the string.
+    stages: int = field(default=1, compare=False, repr=False)
+
+    OWN = "own"
+
+    def letter(self, stage: int, block: int) -> str:
+        """The letter governing block `block` of stage `stage` (0-based)."""
+        if self.attention is None:
+            return "B"
+        if len(self.pattern) == 1:
+            return self.pattern
+        return self.pattern[stage] if self.stages > 1 else self.pattern[block]
+
+    def stage_knobs(self, stage: int) -> dict[str, Any]:
+        return {name: values[stage] for name, values in self.knobs}
+
+    def __str__(self) -> str:
+        """`own`, or `attention:PATTERN knob=v[,v…]`: the results column, and part of the case id."""
+        if self.attention is None:
+            return self.OWN
+        parts = [f"{self.attention}:{self.pattern}"]
+        for name, values in self.knobs:
+            shown = values[:1] if len(set(values)) == 1 else values
+            parts.append(f"{name}=" + ",".join(_format_value(v) for v in shown))
+        return " ".join(parts)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How to time one case (a suite's `[measure]` table). Durations in ms; cooldown None = 1 s on CUDA, 0 on CPU."""
+
+    warmup_ms: float = 50.0
+    repeat_ms: float = 200.0
+    repeat: int | None = None
+    min_samples: int = 5
+    max_samples: int = 2000
+    cooldown_s: float | None = None
+    flush_l2: bool = True
+    threads: int | None = None
+    energy_s: float = 1.0
+
+
+# The accepted Python types of each [measure] key, for the suite parser's one-line errors.
+TIMING_TYPES: dict[str, tuple[type, ...]] = {
+    "warmup_ms": (int, float),
+    "repeat_ms": (int, float),
+    "repeat": (int,),
+    "min_samples": (int,),
+    "max_samples": (int,),
+    "cooldown_s": (int, float),
+    "flush_l2": (bool,),
+    "threads": (int,),
+    "energy_s": (int, float),
+}
+
+# The fields hashed into a case id, in documented order. A new Case field is NOT part of the id unless added here,
+# and adding one changes every id (old run dirs would no longer resume), so extend this list only on purpose.
+CASE_ID_FIELDS = (
+    "scope", "attention", "label", "knobs", "batch", "height", "width", "dim", "heads", "dtype", "mode", "device",
+    "m", "resolution", "patch", "backbone", "layout",
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: what to build, at which size, on what. Plain data, hashable into a stable id."""
+
+    scope: str
+    attention: str
+    label: str
+    knobs: tuple[tuple[str, Any], ...]
+    batch: int
+    height: int
+    width: int
+    dim: int
+    heads: int
+    dtype: str
+    mode: str
+    device: str
+    m: int | None = None
+    resolution: int | None = None
+    patch: int | None = None
+    backbone: str | None = None
+    layout: Layout | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.height * self.width
+
+    @property
+    def knob_dict(self) -> dict[str, Any]:
+        return dict(self.knobs)
+
+    @property
+    def case_id(self) -> str:
+        """12 hex digits of sha1 over the JSON of CASE_ID_FIELDS (knobs sorted, the layout as its string)."""
+        fields: dict[str, Any] = {name: getattr(self, name) for name in CASE_ID_FIELDS}
+        fields["knobs"] = sorted(self.knobs)
+        fields["layout"] = None if self.layout is None else str(self.layout)
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+        return digest[:12]
+
+    @property
+    def seed(self) -> int:
+        """The seed of this case's parameters and inputs: the same case always sees the same numbers."""
+        return int(self.case_id[:8], 16)
+
+    def describe(self) -> str:
+        size = f"{self.height}x{self.width}" if self.resolution is None else f"{self.resolution}px"
+        what = self.label if self.backbone is None else f"{self.backbone}/{self.label}"
+        m = f" m={self.m}" if self.m is not None else ""
+        return f"{what} {size}{m} b{self.batch} {self.dtype} {self.mode} {self.device}"
+
+
+@dataclass
+class CaseFlags:
+    """A case as the flags of `run` and `profile` name it (the defaults are the CLI's); `rpbench.suites.case_from_flags`
+    validates it into a Case."""
+
+    attention: str | None = None
+    tokens: int | None = None
+    grid: str | None = None
+    resolution: int | None = None
+    patch: int = 16
+    dim: int = 384
+    heads: int = 6
+    m: int | None = None
+    knobs: list[str] = field(default_factory=list)
+    batch: int = 1
+    dtype: str = "float32"
+    mode: str = "fwd"
+    device: str = "auto"
+    backbone: str | None = None
+    layout: str | None = None
+
+
+@dataclass
+class Suite:
+    """A parsed suite file: its cases and timing, and its text (copied into the run dir as written)."""
+
+    name: str
+    description: str
+    scope: str
+    path: Path
+    text: str
+    timing: Timing
+    cases: list[Case] = field(default_factory=list)

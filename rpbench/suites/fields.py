@@ -1,0 +1,75 @@
+"""Validation primitives for suite files and command-line sizes: each raises SuiteError with one line that names
+the file (or `<cli>`), the key and what is allowed."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..core.case import DEVICES, DTYPES, MODES
+from ..core.errors import SuiteError
+
+
+def suite_error(path: Path, key: str, message: str) -> SuiteError:
+    """The one-line error for `key` of suite file `path`."""
+    return SuiteError(f"{path.name}: {key}: {message}")
+
+
+def as_list(path: Path, key: str, value: Any) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise suite_error(path, key, "empty axis; give at least one value")
+    return values
+
+
+def typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[Any] | None = None,
+               minimum: int | None = 1) -> list[Any]:
+    values = as_list(path, key, value)
+    for item in values:
+        if kind is int and (not isinstance(item, int) or isinstance(item, bool)):
+            raise suite_error(path, key, f"expected integers, got {item!r}")
+        if kind is str and not isinstance(item, str):
+            raise suite_error(path, key, f"expected strings, got {item!r}")
+        if allowed is not None and item not in allowed:
+            raise suite_error(path, key, f"{item!r} is not allowed; choose from {', '.join(map(str, allowed))}")
+        if kind is int and minimum is not None and item < minimum:
+            raise suite_error(path, key, f"{item} must be >= {minimum}")
+    return values
+
+
+def parse_grid(text: Any, path: Path = Path("<cli>"), key: str = "tokens") -> tuple[int, int]:
+    """N (a square grid) or "HxW" -> (H, W)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        side = math.isqrt(text) if text > 0 else 0
+        if side * side != text or side == 0:
+            raise suite_error(path, key, f"{text} is not a square number; give the grid as \"HxW\"")
+        return side, side
+    if isinstance(text, str):
+        parts = text.lower().split("x")
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            height, width = (int(p) for p in parts)
+            if height > 0 and width > 0:
+                return height, width
+        if text.strip().isdigit():
+            return parse_grid(int(text), path, key)
+    raise suite_error(path, key, f"{text!r} is not a token count or \"HxW\" grid")
+
+
+def resolve_device(device: str) -> str:
+    """auto -> cuda when torch sees a GPU, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_axes(path: Path, axes: dict[str, Any], device_override: str | None
+             ) -> tuple[list[int], list[str], list[str], list[str]]:
+    """The axes every scope shares: batch, dtype, mode and device (resolved; --device overrides)."""
+    batches = typed_list(path, "axes.batch", axes.get("batch", [1]), int)
+    dtypes = typed_list(path, "axes.dtype", axes.get("dtype", ["float32"]), str, DTYPES)
+    modes = typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
+    devices = [device_override] if device_override else typed_list(
+        path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
+    return batches, dtypes, modes, list(dict.fromkeys(resolve_device(d) for d in devices))

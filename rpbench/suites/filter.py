@@ -1,0 +1,28 @@
+"""`--filter`: the subset of a suite's cases a user asked for."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import fields
+
+from ..core.case import Case
+from ..core.errors import SuiteError
+
+FIELDS = ("tokens", *(f.name for f in fields(Case)))
+
+
+def _matches(case: Case, term: str) -> bool:
+    if "=" in term:
+        key, _, pattern = term.partition("=")
+        key = key.strip()
+        if key not in FIELDS:
+            raise SuiteError(f"--filter: unknown field {key!r}; allowed: {', '.join(FIELDS)}")
+        return fnmatch.fnmatchcase(str(getattr(case, key)), pattern.strip())
+    return fnmatch.fnmatchcase(case.label, term) or fnmatch.fnmatchcase(case.attention, term)
+
+
+def filter_cases(cases: list[Case], expression: str | None) -> list[Case]:
+    """Comma-separated terms, all must match: `rpattention`, `label=rp*`, `tokens=4096`, `dtype=bfloat16`."""
+    if not expression:
+        return cases
+    terms = [t.strip() for t in expression.split(",") if t.strip()]
+    return [case for case in cases if all(_matches(case, term) for term in terms)]

@@ -1,0 +1,93 @@
+"""Suite file -> validated `Suite` of cases. Nothing is built or measured here: a bad suite is rejected, with one
+line naming the file, the key and what is allowed, before anything runs.
+
+A suite is TOML:
+
+    name = "quick"
+    description = "one line for `rpbench suites`"
+    scope = "layer"                       # or "backbone" (see rpbench.suites.backbone)
+    [axes]
+    tokens = [196, "32x64"]               # N (square grid) or "HxW"; or resolution = [...] with patch = 16
+    m = [49]                              # applied to mechanisms that have an `m` knob
+    batch = [1]
+    dim = [384]
+    heads = [6]
+    dtype = ["float32"]
+    mode = ["fwd"]                        # fwd | fwdbwd
+    device = "auto"                       # auto | cuda | cpu
+    [measure]
+    warmup_ms = 50
+    repeat_ms = 200                       # or repeat = 100 (a count)
+    [[attention]]
+    name = "rpattention"
+    label = "rp-em2"                      # optional; other keys are the mechanism's knobs
+    em_iters = 2
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.case import SCOPES, TIMING_TYPES, Suite, Timing
+from ..core.errors import SuiteError
+from .backbone import expand_backbone
+from .fields import suite_error
+from .layer import expand_layer
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOP_KEYS = {"name", "description", "scope", "axes", "measure", "attention", "layout"}
+
+
+def _timing(path: Path, table: Any) -> Timing:
+    if not isinstance(table, dict):
+        raise suite_error(path, "measure", "must be a table")
+    for key, value in table.items():
+        if key not in TIMING_TYPES:
+            raise suite_error(path, f"measure.{key}", f"unknown key; allowed: {', '.join(TIMING_TYPES)}")
+        kinds = TIMING_TYPES[key]
+        if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise suite_error(path, f"measure.{key}", f"must be {names}, got {value!r}")
+        if not isinstance(value, bool) and value < 0:
+            raise suite_error(path, f"measure.{key}", f"must be >= 0, got {value}")
+    return Timing(**table)
+
+
+def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
+    """Parse and validate a suite file into its cases; raises SuiteError with one line."""
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise suite_error(path, "toml", f"invalid TOML ({err})") from None
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise suite_error(path, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+    name = data.get("name", path.stem)
+    description = data.get("description", "")
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise suite_error(path, "name", "name and description must be strings")
+    scope = data.get("scope", "layer")
+    if scope not in SCOPES:
+        raise suite_error(path, "scope", f"{scope!r} is not allowed; choose from {', '.join(SCOPES)}")
+    axes = data.get("axes")
+    if not isinstance(axes, dict):
+        raise suite_error(path, "axes", "missing [axes] table")
+    timing = _timing(path, data.get("measure", {}))
+    if scope == "layer":
+        if "layout" in data:
+            raise suite_error(path, "layout", "only valid with scope = \"backbone\"")
+        cases = expand_layer(path, axes, data.get("attention"), device_override)
+    else:
+        cases = expand_backbone(path, axes, data.get("layout"), device_override)
+    return Suite(name=name, description=description, scope=scope, path=path, text=text, timing=timing,
+                 cases=cases)

@@ -1,0 +1,124 @@
+"""How numbers and verdicts read, the same in the terminal, in report.html and in exports. Plain strings only."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ..analysis.metrics import Metric
+
+MISSING = "—"
+
+
+def fmt_number(value: Any, digits: int = 3) -> str:
+    """Three significant digits, thousands separators, "—" for missing."""
+    if value is None or pd.isna(value):
+        return MISSING
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:,.{decimals}f}"
+
+
+def fmt_int(value: Any) -> str:
+    return MISSING if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def fmt_flops(value: Any) -> str:
+    """FLOPs with an SI prefix (G, T, P): counts span many decades across a sweep."""
+    if value is None or pd.isna(value):
+        return MISSING
+    value = float(value)
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{fmt_number(value / scale)} {prefix}"
+    return fmt_number(value)
+
+
+def fmt_exponent(row: Mapping[str, Any]) -> str:
+    return f"{row['exponent']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def fmt_speedup(row: Mapping[str, Any]) -> str:
+    """`2.00× [1.90–2.10]`: the speedup over the baseline and its p20/p80 bounds."""
+    if pd.isna(row["speedup"]):
+        return MISSING
+    return f"{row['speedup']:.2f}× [{row['speedup_low']:.2f}–{row['speedup_high']:.2f}]"
+
+
+def fmt_percent(value: Any, missing: str = MISSING) -> str:
+    return missing if value is None or pd.isna(value) else f"{value:.1f}%"
+
+
+def fmt_status(row: Mapping[str, Any]) -> str:
+    """`status` or `status: notes` of a case that did not produce a measurement."""
+    note = "" if pd.isna(row["notes"]) else f": {row['notes']}"
+    return f"{row['status']}{note}"
+
+
+def describe_crossover(status: str, tokens: float | None, resolution: float | None, metric: Metric) -> str:
+    """Human wording of a crossover row."""
+    verb = {"latency": "faster", "throughput": "higher throughput", "memory": "less memory"}[metric.name]
+    if status == "crossover" and tokens is not None:
+        where = f"N ≈ {tokens:,.0f}"
+        if resolution is not None:
+            where += f" (≈ {resolution:,.0f} px)"
+        return f"{verb} from {where}"
+    return {
+        "always": f"always {verb} in range",
+        "never": f"never {verb} in range",
+        "mixed": f"{verb} only at some N, not at the largest",
+        "insufficient": "too few shared sizes",
+    }[status]
+
+
+def measured_cells(row: Mapping[str, Any], mark_noisy: bool = True) -> dict[str, str]:
+    """The display text of an ok case's measured columns, keyed by the column `analysis.best_flags` knows them by
+    (plus `spread`, `pct_peak`, `pct_ceiling`). Every table of cases shows a subset of these."""
+    spread = f"{fmt_number(row['latency_ms_p20'])}–{fmt_number(row['latency_ms_p80'])}"
+    if mark_noisy and pd.notna(row["noisy"]) and bool(row["noisy"]):
+        spread += " noisy"
+    return {
+        "latency_ms_median": fmt_number(row["latency_ms_median"]),
+        "spread": spread,
+        "throughput_img_s": fmt_number(row["throughput_img_s"]),
+        "peak_mem_mb": fmt_number(row["peak_mem_mb"]),
+        "flops": fmt_flops(row["flops"]),
+        "tflops_s": fmt_number(row["tflops_s"]),
+        "pct_peak": fmt_percent(row["pct_peak"], "unknown" if pd.notna(row["tflops_s"]) else MISSING),
+        "pct_ceiling": fmt_percent(row["pct_ceiling"]),
+        "speedup": fmt_speedup(row),
+    }
+
+
+@dataclass(frozen=True)
+class CurveFits:
+    """One curve of the scaling table: its fits per quantity (rows of `analysis.scaling_exponents`) and how it
+    crosses the baseline, in words (None without a baseline)."""
+
+    line: str
+    fits: dict[str, Mapping[str, Any]]
+    crossover: str | None
+
+
+def curve_fits(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str | None, metric: Metric) -> list[CurveFits]:
+    """Every curve with a fit or a crossover, in the order the analysis found them."""
+    curves = exponents[["_context", "_variant", "line"]]
+    if baseline is not None:
+        curves = pd.concat([curves, crossings.reindex(columns=["_context", "_variant", "line"])])
+    found = []
+    for _, curve in curves.drop_duplicates(["_context", "_variant"]).iterrows():
+        key = (curve["_context"], curve["_variant"])
+        mine = exponents[(exponents["_context"] == key[0]) & (exponents["_variant"] == key[1])]
+        fits = {quantity: rows.iloc[0] for quantity, rows in mine.groupby("quantity", sort=False)}
+        crossover = None
+        if baseline is not None:
+            crossed = crossings[(crossings["_context"] == key[0]) & (crossings["_variant"] == key[1])]
+            crossover = "; ".join(describe_crossover(c["status"], c["tokens"], c["resolution"], metric)
+                                  for _, c in crossed.iterrows()) or MISSING
+        found.append(CurveFits(curve["line"], fits, crossover))
+    return found

@@ -1,0 +1,191 @@
+"""report.html: one self-contained, offline page per run (plotly.js inlined once, no network needed to open it).
+
+The page and its tables are built here; the figures in `figures`."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, analyse_run, best_flags
+from ..results import store
+from .figures import build_figures, figures_html
+from .format import MISSING, curve_fits, fmt_exponent, fmt_int, fmt_status, measured_cells
+
+# Environment header: label -> env.json key (as environment.collect writes it). The device comes from the rows.
+ENV_FIELDS = {
+    "torch": "torch",
+    "CUDA": "cuda",
+    "threads": "threads",
+    "rpbench": "rpbench",
+    "git commit": "git_commit",
+    "python": "python",
+    "host": "hostname",
+    "collected": "collected_at",
+}
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400px; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .2rem .5rem; text-align: right; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+th { background: #f3f3f3; } td.text { text-align: left; white-space: normal; }
+tr.failed td { color: #999; } td.best { font-weight: bold; color: #11772d; }
+pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
+.env { display: grid; grid-template-columns: max-content auto; gap: .1rem 1rem; }
+.env dt { font-weight: bold; } .env dd { margin: 0; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value))
+
+
+def _table(header: list[str], rows: list[list[tuple[str, str]]], row_classes: list[str] | None = None) -> str:
+    """rows hold (already escaped html, css class) cells."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for index, cells in enumerate(rows):
+        css = f' class="{row_classes[index]}"' if row_classes and row_classes[index] else ""
+        tds = "".join(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>" for text, cls in cells)
+        body.append(f"<tr{css}>{tds}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _env_html(env: Mapping[str, Any], frame: pd.DataFrame, run_dir: Path) -> str:
+    devices = sorted(frame["device_name"].dropna().unique())
+    items = [("run", str(run_dir)), ("device", ", ".join(devices) if devices else "not recorded")]
+    for label, key in ENV_FIELDS.items():
+        value = env.get(key)
+        text = "not recorded" if value in (None, "") else str(value)
+        if key == "git_commit" and env.get("git_dirty"):
+            text += " (uncommitted changes)"
+        items.append((label, text))
+    statuses = frame["status"].fillna("?").value_counts()
+    items.append(("cases", f"{len(frame)}: " + ", ".join(f"{count} {status}" for status, count in statuses.items())))
+    rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)
+    full = html.escape(json.dumps(dict(env), indent=2, default=str, sort_keys=True))
+    return f'<dl class="env">{rows}</dl><details><summary>all of env.json</summary><pre>{full}</pre></details>'
+
+
+def _scaling_html(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str | None, metric: Metric) -> str:
+    header = ["curve"] + [f"k {q} [95 % CI]" for q in SCALING_QUANTITIES] + ["points", "R² (latency)"]
+    if baseline is not None:
+        header.append(f"crossover vs {baseline} ({metric.label})")
+    rows = []
+    for curve in curve_fits(exponents, crossings, baseline, metric):
+        cells = [(_esc(curve.line), "text")]
+        cells += [(_esc(fmt_exponent(curve.fits[q])) if q in curve.fits else MISSING, "") for q in SCALING_QUANTITIES]
+        points = max((int(fit["n_points"]) for fit in curve.fits.values()), default=None)
+        latency = curve.fits.get("latency")
+        cells.append((MISSING if points is None else str(points), ""))
+        cells.append((MISSING if latency is None else f"{latency['r2']:.3f}", ""))
+        if curve.crossover is not None:
+            cells.append((_esc(curve.crossover), "text"))
+        rows.append(cells)
+    if not rows:
+        return "<p>No curve has 3 or more measured sizes, so no exponent was fitted.</p>"
+    return _table(header, rows)
+
+
+def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> str:
+    flags = best_flags(summary)
+    settings = [" · ".join(p for p in (f, s) if p) for f, s in zip(summary["facet"], summary["setting"])]
+    show_setting = any(settings)
+    show_peak = bool((summary["tflops_s"].notna() & (summary["device"] == "cuda")).any())  # the table has no CPUs
+    columns = ["latency_ms_median", "spread", "throughput_img_s", "peak_mem_mb", "flops", "tflops_s"]
+    columns += ["pct_peak"] * show_peak + ["pct_ceiling"] + ["speedup"] * (baseline is not None)
+    header = ["setting"] if show_setting else []
+    header += ["mechanism", "N", "res px", "median ms", "p20–p80 ms", "img/s", "peak MiB", "FLOPs", "TFLOP/s"]
+    header += ["% datasheet peak"] if show_peak else []
+    header += ["% measured ceiling"]
+    if baseline is not None:
+        header.append(f"{metric.label} vs {baseline}")
+    header.append("status")
+    rows, classes = [], []
+    for (index, row), setting in zip(summary.iterrows(), settings):
+        cells = [(_esc(setting), "text")] if show_setting else []
+        cells += [(_esc(row["series"]), "text"), (fmt_int(row["tokens"]), ""), (fmt_int(row["resolution"]), "")]
+        if row["ok"]:
+            best, texts = flags.loc[index], measured_cells(row, mark_noisy=False)
+            cells += [(_esc(texts[key]), "best" if key in best.index and best[key] else "") for key in columns]
+            cells.append(("ok", "text"))
+        else:
+            cells += [(MISSING, "")] * len(columns)
+            cells.append((_esc(fmt_status(row)), "text"))
+        rows.append(cells)
+        classes.append("" if row["ok"] else "failed")
+    return _table(header, rows, classes)
+
+
+def _traces_html(summary: pd.DataFrame) -> str:
+    traced = summary[summary["trace"].notna() & (summary["trace"].astype("string").str.strip() != "")]
+    if traced.empty:
+        return ""
+    rows = [
+        [(_esc(row["case_id"]), "text"), (_esc(row["line"]), "text"), (_esc(fmt_int(row["tokens"])), ""),
+         (f'<a href="{html.escape(str(row["trace"]), quote=True)}">{_esc(row["trace"])}</a>', "text")]
+        for _, row in traced.iterrows()
+    ]
+    note = "<p>Open a trace in Perfetto (ui.perfetto.dev) or chrome://tracing; paths are relative to the run dir.</p>"
+    return "<h2>Profiler traces</h2>" + note + _table(["case", "mechanism", "N", "trace"], rows)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def render_html(run: RunAnalysis, run_dir: Path) -> str:
+    """The whole page of an analysed run."""
+    env, metric, baseline = run.env, run.metric, run.baseline
+    figures = build_figures(run.frame)
+    command = env.get("command")
+    reproduce = f"<pre><code>{_esc(command)}</code></pre>" if command else "<p>Not recorded in env.json.</p>"
+    title = f"rpbench report: {run_dir.resolve().name}"
+    baseline_note = f"baseline: {_esc(baseline)}" if baseline is not None else "no baseline in this run"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="rpbench-figures" content="{len(figures)}">
+<title>{_esc(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>{_esc(title)}</h1>
+<p>Headline metric: {_esc(metric.label)} ({_esc(metric.unit)}); {baseline_note}.
+Latencies are per call; FLOPs count 1 multiply-accumulate as 2 FLOPs.</p>
+<h2>Environment</h2>
+{_env_html(env, run.frame, run_dir)}
+<h2>Reproduce</h2>
+{reproduce}
+<h2>Scaling exponents and crossovers</h2>
+<p>Least-squares fit of log y = a + k·log N per curve with 3 or more sizes; dense attention should show k ≈ 2,
+linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space between measured sizes.</p>
+{_scaling_html(run.exponents, run.crossings, baseline, metric)}
+<h2>Figures</h2>
+{figures_html(figures) if figures else "<p>No successful case to plot.</p>"}
+<h2>Cases</h2>
+<p>Bold green: best among cases of the same size and setting. Grey rows did not produce a measurement.</p>
+{_cases_html(run.summary, baseline, metric)}
+{_traces_html(run.summary)}
+</body>
+</html>
+"""
+
+
+def write_html(run_dir: str | Path, baseline: str | None = None, metric: str = "latency") -> Path:
+    """Write (or refresh) report.html inside the run dir and return its path.
+
+    Raises ResultsError / AnalysisError with one-line messages for unusable input.
+    """
+    run = store.load_run(run_dir)
+    return store.write_report(run.directory, render_html(analyse_run(run.frame, run.env, baseline, metric),
+                                                         run.directory))

@@ -1,0 +1,125 @@
+"""rpbench compare: cases matched by case_id; only changes beyond threshold and spread count."""
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from rpbench.results import store
+from rpbench.analysis import METRICS
+from rpbench.cli import app
+from rpbench.analysis import compare_runs
+
+from fake_runs import make_row, scaling_rows, write_run
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def _slowed(rows, index, factor, spread=None):
+    """Scale one row's latency figures (and throughput inversely); optionally widen its p20–p80 band."""
+    row = dict(rows[index])
+    for key in ("latency_ms_median", "latency_ms_p20", "latency_ms_p80", "latency_ms_min", "latency_ms_mean"):
+        row[key] *= factor
+    row["throughput_img_s"] /= factor
+    if spread is not None:
+        row["latency_ms_p20"] = row["latency_ms_median"] * (1 - spread)
+        row["latency_ms_p80"] = row["latency_ms_median"] * (1 + spread)
+    return rows[:index] + [row] + rows[index + 1 :]
+
+
+@pytest.fixture
+def run_a(tmp_path):
+    return write_run(tmp_path / "a", scaling_rows())
+
+
+def test_identical_runs_show_no_change(run_a, tmp_path):
+    run_b = write_run(tmp_path / "b", scaling_rows())
+    result = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
+    assert result.exit_code == 0, result.output
+    assert "0 regressions, 0 improvements, 8 unchanged, 0 only in A, 0 only in B" in result.output
+
+
+def test_a_slowed_case_is_a_regression(run_a, tmp_path):
+    run_b = write_run(tmp_path / "b", _slowed(scaling_rows(), 3, 1.5))  # rpattention at N=784
+    result = invoke("compare", str(run_a), str(run_b))
+    assert result.exit_code == 0, result.output  # without the flag a regression is reported, not fatal
+    assert "1 regression, 0 improvements, 7 unchanged" in result.output
+    assert "+50.0 %" in result.output
+    gated = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
+    assert gated.exit_code == 1
+    assert "1 regression" in gated.output
+
+
+def test_a_faster_case_is_an_improvement(run_a, tmp_path):
+    run_b = write_run(tmp_path / "b", _slowed(scaling_rows(), 0, 0.5))
+    result = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
+    assert result.exit_code == 0
+    assert "0 regressions, 1 improvement, 7 unchanged" in result.output
+
+
+def _verdicts(run_a, run_b, metric="latency", threshold=5.0):
+    comparison = compare_runs(store.load(run_a), store.load(run_b), METRICS[metric], threshold)
+    return comparison, dict(zip(comparison.cases["case_id"], zip(comparison.cases["verdict"], comparison.cases["reason"])))
+
+
+def test_small_changes_and_noisy_changes_do_not_count(run_a, tmp_path):
+    rows = _slowed(scaling_rows(), 1, 1.03)  # 3 %: under the threshold
+    rows = _slowed(rows, 2, 1.2, spread=0.25)  # 20 %, but the new band overlaps the old one
+    run_b = write_run(tmp_path / "b", rows)
+    comparison, verdicts = _verdicts(run_a, run_b)
+    assert comparison.counts()["regression"] == 0
+    ids = [r["case_id"] for r in scaling_rows()]
+    assert verdicts[ids[1]] == ("unchanged", "+3.0 %, within threshold")
+    assert verdicts[ids[2]] == ("unchanged", "+20.0 %, within p20–p80 spread")
+    # a lower threshold turns the 3 % change (bands ±5 %, so still overlapping) into noise, not a regression
+    assert _verdicts(run_a, run_b, threshold=1.0)[1][ids[1]][0] == "unchanged"
+
+
+def test_status_changes_and_cases_in_one_run_only(run_a, tmp_path):
+    rows = scaling_rows(dense_oom_at=12544)  # dense at the largest N now runs out of memory
+    rows = rows[1:] + [make_row(attention="new", tokens=196, latency_ms_median=1.0)]  # first case dropped
+    run_b = write_run(tmp_path / "b", rows)
+    comparison, verdicts = _verdicts(run_a, run_b)
+    assert comparison.counts() == {"regression": 1, "improvement": 0, "unchanged": 6, "only in A": 1, "only in B": 1}
+    oom_id = scaling_rows()[6]["case_id"]
+    assert verdicts[oom_id] == ("regression", "status ok → oom")
+    _, verdicts_back = _verdicts(run_b, run_a)
+    assert verdicts_back[oom_id] == ("improvement", "status oom → ok")
+
+
+def test_throughput_and_memory_metrics_point_the_right_way(run_a, tmp_path):
+    run_b = write_run(tmp_path / "b", _slowed(scaling_rows(), 3, 1.5))
+    comparison, _ = _verdicts(run_a, run_b, metric="throughput")
+    assert comparison.counts()["regression"] == 1  # slower means fewer images per second
+    rows = scaling_rows()
+    rows[5] = dict(rows[5], peak_mem_mb=rows[5]["peak_mem_mb"] * 0.8)
+    run_c = write_run(tmp_path / "c", rows)
+    comparison, verdicts = _verdicts(run_a, run_c, metric="memory")
+    assert comparison.counts()["improvement"] == 1
+    assert verdicts[rows[5]["case_id"]] == ("improvement", "-20.0 %")
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (("--metric", "speed"), "'speed' is not one of 'latency', 'throughput', 'memory'"),
+        (("--threshold", "-1"), "threshold must be >= 0"),
+    ],
+)
+def test_bad_options_fail_with_one_line(run_a, extra, message):
+    result = invoke("compare", str(run_a), str(run_a), *extra)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_bad_run_dirs_fail_with_one_line(run_a, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "results.csv").write_text("")
+    for other in (tmp_path / "nope", tmp_path / "empty"):
+        for args in ((str(run_a), str(other)), (str(other), str(run_a))):
+            result = invoke("compare", *args)
+            assert result.exit_code == 2
+            assert "Traceback" not in result.output
+            assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,192 @@
+"""`rpbench doctor` on CPU: every check's outcomes, the JSON shape, exit codes; GPU-state logic with fakes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rpbench.machine import ceilings, cpu_checks, doctor, environment, gpu_checks, telemetry
+from rpbench.cli import app
+from rpbench.core.diagnostics import Check
+
+STATUSES = {"pass", "warn", "fail"}
+FAKE_CEILINGS = {"device": "cpu", "matmul_tflops": {"float32": 0.02, "bfloat16": None}, "copy_gbps": 5.0}
+
+
+@pytest.fixture(autouse=True)
+def fresh_telemetry():
+    telemetry.reset()
+    yield
+    telemetry.reset()
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory):
+    """One real `rpbench doctor --json --device cpu --save` run shared by the tests that read its output."""
+    saved = tmp_path_factory.mktemp("doctor") / "sub" / "doctor.json"
+    result = CliRunner().invoke(app, ["doctor", "--json", "--device", "cpu", "--save", str(saved)])
+    return result, saved
+
+
+def test_cpu_doctor_json_shape_and_exit_code(cpu_run):
+    result, saved = cpu_run
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert json.loads(saved.read_text()) == report
+    assert report["device"] == "cpu" and report["ok"] is True
+    names = [check["name"] for check in report["checks"]]
+    assert names == ["cpu load", "cpu governor", "torch build", "device", "cpu threads", "tf32", "sdpa backends",
+                     "timer", "ceilings"]
+    for check in report["checks"]:
+        assert set(check) == {"name", "status", "detail", "advice", "values"}
+        assert check["status"] in STATUSES - {"fail"} and check["detail"]
+    measured = report["ceilings"]
+    assert set(measured["matmul_tflops"]) == {"float32", "bfloat16"}
+    assert all(rate > 0 for rate in measured["matmul_tflops"].values())
+    assert measured["copy_gbps"] > 0 and measured["threads"] == torch.get_num_threads()
+    sdpa = next(check for check in report["checks"] if check["name"] == "sdpa backends")
+    assert all("math" in names for names in sdpa["values"]["backends"].values())
+    cached = ceilings.cached(measured["device_name"])  # kept for the sweeps that follow
+    assert cached is not None and cached["matmul_tflops"] == measured["matmul_tflops"]
+
+
+def test_a_failing_check_makes_exit_1_and_the_checklist_says_so(monkeypatch):
+    monkeypatch.setattr(doctor, "check_tf32", lambda device: Check("tf32", "fail", "forced", "fix it"))
+    monkeypatch.setattr(ceilings, "measure", lambda device: FAKE_CEILINGS)
+    result = CliRunner().invoke(app, ["doctor", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output and "forced" in result.output and "not fit to benchmark" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cuda_requested_without_a_gpu_fails_early():
+    report = doctor.run("cuda")
+    assert report.failed and report.device is None and report.ceilings == {}
+    assert report.checks[-1].name == "device" and "torch sees no GPU" in report.checks[-1].detail
+    result = CliRunner().invoke(app, ["doctor", "--device", "cuda", "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["ok"] is False
+
+
+def test_bad_device_is_one_error_line():
+    result = CliRunner().invoke(app, ["doctor", "--device", "tpu"])
+    assert result.exit_code == 2
+    assert "--device" in result.output and "Traceback" not in result.output
+
+
+def test_unwritable_save_path_is_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(ceilings, "measure", lambda device: FAKE_CEILINGS)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["doctor", "--device", "cpu", "--save", str(blocker / "doctor.json")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
+
+
+def test_device_resolution():
+    check, device = doctor.check_device("auto")
+    assert device == "cpu" and check.status == "pass" and "no CUDA GPU visible" in check.detail
+    check, device = doctor.check_device("cpu")
+    assert device == "cpu" and check.values["device_name"] == environment.cpu_model()
+    with pytest.raises(ValueError):
+        doctor.check_device("tpu")
+
+
+@pytest.mark.parametrize("governor, status", [(None, "pass"), ("performance", "pass"), ("powersave", "warn")])
+def test_cpu_governor(monkeypatch, governor, status):
+    monkeypatch.setattr(environment, "cpu_governor", lambda: governor)
+    check = cpu_checks.check_cpu_governor()
+    assert check.status == status and check.values == {"governor": governor}
+
+
+@pytest.mark.parametrize("busy, loadavg, status", [(0.1, (0.1,), "pass"), (1.5, (0.1,), "warn"),
+                                                    (None, (0.2,), "pass"), (None, (3.0,), "warn")])
+def test_cpu_load(monkeypatch, busy, loadavg, status):
+    monkeypatch.setattr(cpu_checks.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_checks, "_others_busy_cores", lambda interval: busy)
+    monkeypatch.setattr(cpu_checks.os, "getloadavg", lambda: loadavg + (0.0, 0.0))
+    assert cpu_checks.check_cpu_load().status == status
+
+
+def test_cpu_load_unreadable_warns(monkeypatch):
+    monkeypatch.setattr(cpu_checks, "_others_busy_cores", lambda interval: None)
+    monkeypatch.delattr(cpu_checks.os, "getloadavg")
+    assert cpu_checks.check_cpu_load().status == "warn"
+
+
+def test_other_processes_are_measured_from_proc_stat():
+    busy = cpu_checks._others_busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (cpu_checks.os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("cores, status", [(1, "warn"), (64, "pass")])
+def test_thread_count_vs_cores(monkeypatch, cores, status):
+    monkeypatch.setattr(environment, "usable_cores", lambda: cores)
+    check = cpu_checks.check_threads()
+    assert check.status == status and check.values["torch_threads"] == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("resolution, status", [(5e-8, "pass"), (1e-4, "warn"), (5e-3, "fail")])
+def test_cpu_timer_resolution(monkeypatch, resolution, status):
+    monkeypatch.setattr(cpu_checks, "_perf_counter_resolution", lambda: resolution)
+    check = doctor.check_timer("cpu")
+    assert check.status == status and check.values["perf_counter_resolution_s"] == resolution
+
+
+def test_perf_counter_resolution_is_measured():
+    assert 0 < cpu_checks._perf_counter_resolution(samples=200) < 1e-3
+
+
+@pytest.mark.parametrize("found, status", [(["flash", "math"], "pass"), (["math"], "warn"), ([], "fail")])
+def test_sdpa_check_outcomes(monkeypatch, found, status):
+    monkeypatch.setattr(doctor, "sdpa_backends_that_run", lambda device, dtype: found)
+    check = doctor.check_sdpa("cpu")
+    assert check.status == status and set(check.values["backends"]) == {"float32", "bfloat16"}
+
+
+def test_sdpa_probe_really_runs_on_cpu():
+    assert "math" in doctor.sdpa_backends_that_run("cpu", torch.float32)
+
+
+def test_gpu_state_without_nvml_is_a_warning_not_a_crash(monkeypatch):
+    monkeypatch.setattr(telemetry, "nvml_available", lambda: False)
+    monkeypatch.setattr(telemetry, "nvml_unavailable_reason", lambda: "NVML Shared Library Not Found")
+    (check,) = gpu_checks.check_gpu_state(0)
+    assert check.status == "warn" and "NVML Shared Library Not Found" in check.detail
+
+
+def _fake_gpu(monkeypatch, *, processes, persistence, reasons, temp, mig=False):
+    """Telemetry answers for one GPU; the under-load snapshot is faked too (there is no GPU to load here)."""
+    monkeypatch.setattr(telemetry, "nvml_available", lambda: True)
+    monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda i: 0)
+    monkeypatch.setattr(telemetry, "gpu_processes", lambda i: processes)
+    monkeypatch.setattr(telemetry, "gpu_inventory", lambda: [
+        {"persistence_mode": persistence, "mig_enabled": mig, "sm_clock_max_mhz": 1980}])
+    monkeypatch.setattr(gpu_checks, "_snapshot_under_load", lambda i, seconds: {
+        "sm_clock_mhz": 1410, "temp_c": temp, "power_w": 690.0, "throttle_reasons": reasons, "throttled": True})
+
+
+def test_gpu_state_healthy(monkeypatch):
+    _fake_gpu(monkeypatch, processes=[{"pid": gpu_checks.os.getpid(), "used_mib": 500.0}], persistence=True,
+              reasons=["sw_power_cap"], temp=70)
+    checks = {check.name: check for check in gpu_checks.check_gpu_state(0)}
+    assert {name: check.status for name, check in checks.items()} == {
+        "gpu processes": "pass", "persistence mode": "pass", "gpu clocks": "pass", "gpu temperature": "pass"}
+    assert "71% of max 1980" in checks["gpu clocks"].detail
+
+
+def test_gpu_state_warnings(monkeypatch):
+    _fake_gpu(monkeypatch, processes=[{"pid": 1, "used_mib": 100.0}], persistence=False,
+              reasons=["sw_power_cap", "hw_thermal_slowdown"], temp=91, mig=True)
+    checks = {check.name: check for check in gpu_checks.check_gpu_state(0)}
+    assert all(check.status == "warn" for check in checks.values())
+    assert set(checks) == {"gpu processes", "persistence mode", "mig", "gpu clocks", "gpu temperature"}
+    assert checks["gpu processes"].values == {"other_pids": [1]}
+    assert "hw_thermal_slowdown" in checks["gpu clocks"].advice
+
+
+def test_gpu_state_with_nothing_readable(monkeypatch):
+    _fake_gpu(monkeypatch, processes=None, persistence=None, reasons=None, temp=None)
+    statuses = {check.name: check.status for check in gpu_checks.check_gpu_state(0)}
+    assert statuses == {"gpu processes": "warn", "persistence mode": "pass", "gpu clocks": "pass",
+                        "gpu temperature": "warn"}

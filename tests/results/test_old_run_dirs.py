@@ -1,0 +1,36 @@
+"""A results dir written by rpbench before the restructure still resumes and compares (ids, columns, files)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import rpbench
+from rpbench.cli import app
+
+OLD_RUN = Path(__file__).parents[1] / "data" / "run-before-restructure"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_resume_of_an_old_run_dir_finds_every_case_done(tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    before = (run / "results.csv").read_bytes()
+    result = invoke("sweep", "--resume", str(run), "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "4 case(s) already done were skipped" in result.output
+    assert (run / "results.csv").read_bytes() == before
+
+
+def test_compare_matches_every_case_of_an_old_run_with_a_new_one(tmp_path):
+    new = tmp_path / "new"
+    result = invoke("sweep", str(OLD_RUN / "suite.toml"), "--out", str(new), "--no-report")
+    assert result.exit_code == 0, result.output
+    assert sorted(rpbench.load(new)["case_id"]) == sorted(rpbench.load(OLD_RUN)["case_id"])
+    compared = invoke("compare", str(OLD_RUN), str(new), "--threshold", "1000")
+    assert compared.exit_code == 0, compared.output
+    assert "0 only in A, 0 only in B" in compared.output

@@ -71,7 +71,7 @@ class AttentionSpec:
                 ok = isinstance(value, int) and not isinstance(value, bool)
             elif isinstance(knob.default, float):
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-                value = float(value)
+                value = float(value) if ok else value
             else:
                 ok = isinstance(value, type(knob.default))
             if not ok:

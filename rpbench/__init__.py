@@ -10,7 +10,7 @@ machine is and can do; `backbones` whole models into which any `attentions` mech
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .core import __version__
 
 
 def load(path):

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..core.case import Case, CaseFlags, Timing
 from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
-from ..results.store import row_of
+from ..results.rows import row_of
 from .app import command, console
 from .options import with_case_flags
 from .sweep import resolve_device_flag

@@ -2,7 +2,7 @@
 
 In the spirit of `torch.utils.benchmark`'s `Measurement`: raw samples plus the case they belong to, statistics
 derived from the samples on demand. A `Measurement` travels from the runner to the store, which alone turns it into
-a results row (`rpbench.results.store.row_of`).
+a results row (`rpbench.results.rows.row_of`).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from .. import __version__
+from ..core import __version__
 from . import telemetry
 
 GOVERNOR_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"

@@ -3,7 +3,7 @@ killed sweep loses nothing finished.
 
 Layout: results.csv (one row per case), samples.csv (every timed sample), env.json, suite.toml, report.html, and
 traces/<case_id>.json.gz (written by the profiler at the path `RunWriter.trace_path` gives). A `Measurement`
-becomes a results row here (`row_of`) and nowhere else. No torch here.
+becomes a results row on its way in (`rows.row_of`) and nowhere else. No torch here.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pandas as pd
 from ..core.errors import ResultsError
 from ..core.measurement import Measurement
 from ..core.schema import COLUMNS, SAMPLE_COLUMNS, STATUSES
+from .rows import row_of
 
 RESULTS = "results.csv"
 SAMPLES = "samples.csv"
@@ -40,64 +41,6 @@ def _format(value: Any) -> str:
         return "true" if value else "false"
     return str(value)
 
-
-
-def row_of(measured: Measurement) -> dict[str, Any]:
-    """The results row of a Measurement: the case's columns, then everything measured (see core.schema)."""
-    case, stats, memory, model, gpu = measured.case, measured.stats, measured.memory, measured.model, measured.gpu
-    row: dict[str, Any] = {
-        "case_id": case.case_id,
-        "suite": measured.suite,
-        "scope": case.scope,
-        "attention": case.attention,
-        "label": case.label,
-        "knobs": json.dumps(case.knob_dict, sort_keys=True),
-        "backbone": case.backbone,
-        "layout": None if case.layout is None else str(case.layout),
-        "batch": case.batch,
-        "tokens": case.tokens,
-        "height": case.height,
-        "width": case.width,
-        "resolution": case.resolution,
-        "patch": case.patch,
-        "dim": case.dim,
-        "heads": case.heads,
-        "m": case.m,
-        "dtype": case.dtype,
-        "mode": case.mode,
-        "device": case.device,
-        "device_name": measured.device_name,
-        "threads": measured.threads,
-        "status": measured.status,
-        "notes": measured.note,
-        "timer": measured.timer,
-        "params": measured.params,
-        "flops_analytic": measured.flops_analytic,
-        "flops_counted": measured.flops_counted,
-        "sdpa_backend": measured.sdpa_backend,
-        "trace": measured.trace,
-        "started_at": measured.started_at,
-        "elapsed_s": measured.elapsed_s,
-    }
-    if stats is not None:
-        row.update(
-            latency_ms_median=stats.median, latency_ms_p20=stats.p20, latency_ms_p80=stats.p80,
-            latency_ms_min=stats.minimum, latency_ms_mean=stats.mean, iqr_pct=stats.iqr_pct, n_samples=stats.n,
-            noisy=stats.noisy, throughput_img_s=measured.throughput_img_s, tokens_s=measured.tokens_s,
-            tflops_s=measured.tflops_s,
-        )
-    if memory is not None:
-        row.update(peak_mem_mb=memory.allocated_mb, peak_reserved_mb=memory.reserved_mb)
-    if model is not None:
-        row.update(gmacs=model.gmacs, gflops=model.gflops, attention_share=model.attention_share)
-    if gpu is not None:
-        for when, reading in (("start", gpu.start), ("end", gpu.end)):
-            row.update({f"sm_clock_{when}_mhz": reading.sm_clock_mhz, f"temp_{when}_c": reading.temp_c,
-                        f"power_{when}_w": reading.power_w})
-        row["throttled"] = gpu.throttled
-        if gpu.energy_j_per_iter is not None:
-            row.update(energy_j_per_iter=gpu.energy_j_per_iter, energy_j_per_img=gpu.energy_j_per_iter / case.batch)
-    return {column: row[column] for column in COLUMNS if column in row}
 
 
 def _repair_partial_line(path: Path) -> None:

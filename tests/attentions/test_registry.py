@@ -26,6 +26,12 @@ def test_wrong_knob_type_and_choice():
     assert "not one of" in spec.check(grid=(4, 4), dim=32, num_heads=4, backend="fast")
 
 
+def test_a_string_for_a_float_knob_is_a_reason_not_a_crash():
+    spec = attentions.spec("rpattention")
+    assert spec.check(grid=(4, 4), dim=32, num_heads=4, m=4, tau="abc") == "rpattention: knob tau must be float, got 'abc'"
+    assert spec.resolve({"tau": 2})["tau"] == 2.0
+
+
 def test_generic_checks():
     spec = attentions.spec("dense")
     assert spec.check(grid=(4, 4), dim=32, num_heads=4) is None

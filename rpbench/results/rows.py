@@ -1,0 +1,67 @@
+"""A Measurement becomes a results row here and nowhere else: the case's columns, then everything measured, in the
+order of `core.schema.COLUMNS` (a column with nothing to say is left out)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..core.measurement import Measurement
+from ..core.schema import COLUMNS
+
+
+def row_of(measured: Measurement) -> dict[str, Any]:
+    """The results row of a Measurement: the case's columns, then everything measured (see core.schema)."""
+    case, stats, memory, model, gpu = measured.case, measured.stats, measured.memory, measured.model, measured.gpu
+    row: dict[str, Any] = {
+        "case_id": case.case_id,
+        "suite": measured.suite,
+        "scope": case.scope,
+        "attention": case.attention,
+        "label": case.label,
+        "knobs": json.dumps(case.knob_dict, sort_keys=True),
+        "backbone": case.backbone,
+        "layout": None if case.layout is None else str(case.layout),
+        "batch": case.batch,
+        "tokens": case.tokens,
+        "height": case.height,
+        "width": case.width,
+        "resolution": case.resolution,
+        "patch": case.patch,
+        "dim": case.dim,
+        "heads": case.heads,
+        "m": case.m,
+        "dtype": case.dtype,
+        "mode": case.mode,
+        "device": case.device,
+        "device_name": measured.device_name,
+        "threads": measured.threads,
+        "status": measured.status,
+        "notes": measured.note,
+        "timer": measured.timer,
+        "params": measured.params,
+        "flops_analytic": measured.flops_analytic,
+        "flops_counted": measured.flops_counted,
+        "sdpa_backend": measured.sdpa_backend,
+        "trace": measured.trace,
+        "started_at": measured.started_at,
+        "elapsed_s": measured.elapsed_s,
+    }
+    if stats is not None:
+        row.update(
+            latency_ms_median=stats.median, latency_ms_p20=stats.p20, latency_ms_p80=stats.p80,
+            latency_ms_min=stats.minimum, latency_ms_mean=stats.mean, iqr_pct=stats.iqr_pct, n_samples=stats.n,
+            noisy=stats.noisy, throughput_img_s=measured.throughput_img_s, tokens_s=measured.tokens_s,
+            tflops_s=measured.tflops_s,
+        )
+    if memory is not None:
+        row.update(peak_mem_mb=memory.allocated_mb, peak_reserved_mb=memory.reserved_mb)
+    if model is not None:
+        row.update(gmacs=model.gmacs, gflops=model.gflops, attention_share=model.attention_share)
+    if gpu is not None:
+        for when, reading in (("start", gpu.start), ("end", gpu.end)):
+            row.update({f"sm_clock_{when}_mhz": reading.sm_clock_mhz, f"temp_{when}_c": reading.temp_c,
+                        f"power_{when}_w": reading.power_w})
+        row["throttled"] = gpu.throttled
+        if gpu.energy_j_per_iter is not None:
+            row.update(energy_j_per_iter=gpu.energy_j_per_iter, energy_j_per_img=gpu.energy_j_per_iter / case.batch)
+    return {column: row[column] for column in COLUMNS if column in row}

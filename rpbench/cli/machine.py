@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console
-from .options import DEVICE_HELP, Device
+from .options import DEVICE_HELP, Device, plain
 
 
 @command("env")
@@ -42,7 +42,7 @@ def doctor_command(
     from ..machine import ceilings, doctor
     from ..views.machine import render_doctor
 
-    report = doctor.run(device)
+    report = doctor.run(plain(device))
     cached = ceilings.save(report.ceilings)
     payload = json.dumps(report.to_json(), indent=2)
     if save is not None:

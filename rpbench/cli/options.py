@@ -1,7 +1,8 @@
 """Option types and the one definition of the case flags that `run` and `profile` share.
 
-Choices are Literals built from the constants the harness validates against, so `--help` lists them and a wrong
-value is refused by Typer before any command runs.
+Choices are str Enums built from the constants the harness validates against, so `--help` lists them and a wrong
+value is refused by Typer before any command runs. (Enums rather than Literals: every Typer since 0.12 knows
+them, and the GPU machines' Typer is not ours to choose.) Commands receive plain strings: `plain` unwraps them.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import functools
 import inspect
 import typing
 from dataclasses import fields
-from typing import Callable, Literal, Optional
+from enum import Enum
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -17,11 +19,22 @@ from ..analysis.metrics import METRICS
 from ..core.case import DEVICES, DTYPES, MODES, CaseFlags
 from ..views.export import FORMATS
 
-Dtype = Literal[DTYPES]
-Mode = Literal[MODES]
-Device = Literal[DEVICES]
-MetricName = Literal[tuple(METRICS)]
-ExportFormat = Literal[FORMATS]
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+Dtype = _choices("Dtype", DTYPES)
+Mode = _choices("Mode", MODES)
+Device = _choices("Device", DEVICES)
+MetricName = _choices("MetricName", tuple(METRICS))
+ExportFormat = _choices("ExportFormat", FORMATS)
+
+
+def plain(value: Any) -> Any:
+    """The string a choice stands for (None and other values as they are)."""
+    return value.value if isinstance(value, Enum) else value
 
 DEVICE_HELP = "auto (GPU when torch sees one), cuda or cpu"
 
@@ -52,7 +65,7 @@ def _case_parameters() -> list[inspect.Parameter]:
     parameters = []
     for spec in fields(CaseFlags):
         kind, flag, help_text = _CASE_FLAGS[spec.name]
-        option = typer.Option(getattr(defaults, spec.name), flag, help=help_text)
+        option = typer.Option(getattr(defaults, spec.name), flag, help=help_text)  # a choice's default is its string
         parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                             annotation=kind))
     return parameters
@@ -71,7 +84,7 @@ def with_case_flags(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(**values):
-        flags = CaseFlags(**{parameter.name: values.pop(parameter.name) for parameter in shared})
+        flags = CaseFlags(**{parameter.name: plain(values.pop(parameter.name)) for parameter in shared})
         return command(flags=flags, **values)
 
     del wrapper.__wrapped__  # Typer must read the signature below, not the command's own

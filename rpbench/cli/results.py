@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..results import store
 from .app import command, console
-from .options import ExportFormat, MetricName
+from .options import ExportFormat, MetricName, plain
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
@@ -30,7 +30,7 @@ def report_command(
     from ..views.terminal import terminal_report
 
     run = store.load_run(run_dir)
-    analysed = analyse_run(run.frame, run.env, baseline, metric)
+    analysed = analyse_run(run.frame, run.env, baseline, plain(metric))
     built = terminal_report(analysed)
     page = store.write_report(run.directory, render_html(analysed, run.directory))
     console.print(built.cases)
@@ -52,7 +52,7 @@ def export_command(
     """Write a run's results in another format."""
     from ..views.export import export
 
-    console.print(Text(f"wrote {export(run_dir, format_, out, baseline)}"))
+    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline)}"))
 
 
 @command("compare")
@@ -71,7 +71,7 @@ def compare_command(
     from ..analysis import compare_runs, get_metric
     from ..views.compare import comparison_table
 
-    comparison = compare_runs(store.load(run_a), store.load(run_b), get_metric(metric), threshold)
+    comparison = compare_runs(store.load(run_a), store.load(run_b), get_metric(plain(metric)), threshold)
     console.print(comparison_table(comparison, f"A={run_a}", f"B={run_b}"))
     console.print(comparison.summary_line(), highlight=False, markup=False)
     if fail_on_regression and comparison.counts()["regression"]:

@@ -14,7 +14,7 @@ from ..core.errors import UsageError
 from ..core.measurement import Measurement
 from ..results import store
 from .app import command, console, err_console
-from .options import DEVICE_HELP, Device
+from .options import DEVICE_HELP, Device, plain
 
 
 def resolve_device_flag(device: str | None) -> str | None:
@@ -60,6 +60,7 @@ def sweep(
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
     from ..suites import filter_cases, find_suite, load_suite
 
+    device = plain(device)
     if resume is not None and out is not None:
         raise UsageError("give either --out or --resume, not both")
     if resume is not None:

@@ -42,10 +42,11 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         "flops_analytic": measured.flops_analytic,
         "flops_counted": measured.flops_counted,
         "sdpa_backend": measured.sdpa_backend,
-        "trace": measured.trace,
         "started_at": measured.started_at,
         "elapsed_s": measured.elapsed_s,
     }
+    if measured.trace is not None:
+        row["trace"] = measured.trace
     if stats is not None:
         row.update(
             latency_ms_median=stats.median, latency_ms_p20=stats.p20, latency_ms_p80=stats.p80,

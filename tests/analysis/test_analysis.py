@@ -1,4 +1,4 @@
-"""analysis.py on tables with known answers: exponents, t quantiles, crossovers, speedups, peak lookups."""
+"""The analysis room on tables with known answers: exponents, t quantiles, crossovers, speedups, peak lookups."""
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..core.errors import AnalysisError
+from ..core.schema import METRIC_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,11 @@ class Metric:
 
 
 METRICS = {
-    "latency": Metric("latency", "latency_ms_median", "latency", "ms", higher_is_better=False),
-    "throughput": Metric("throughput", "throughput_img_s", "throughput", "img/s", higher_is_better=True),
-    "memory": Metric("memory", "peak_mem_mb", "peak memory", "MiB", higher_is_better=False),
+    "latency": Metric("latency", METRIC_COLUMNS["latency"], "latency", "ms", higher_is_better=False),
+    "throughput": Metric("throughput", METRIC_COLUMNS["throughput"], "throughput", "img/s", higher_is_better=True),
+    "memory": Metric("memory", METRIC_COLUMNS["memory"], "peak memory", "MiB", higher_is_better=False),
 }
+assert set(METRICS) == set(METRIC_COLUMNS)
 
 
 def get_metric(name: str) -> Metric:

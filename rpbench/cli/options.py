@@ -15,9 +15,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from ..analysis.metrics import METRICS
 from ..core.case import DEVICES, DTYPES, MODES, CaseFlags
-from ..views.export import FORMATS
+from ..core.schema import EXPORT_FORMATS, METRIC_COLUMNS
 
 
 
@@ -28,8 +27,8 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Dtype = _choices("Dtype", DTYPES)
 Mode = _choices("Mode", MODES)
 Device = _choices("Device", DEVICES)
-MetricName = _choices("MetricName", tuple(METRICS))
-ExportFormat = _choices("ExportFormat", FORMATS)
+MetricName = _choices("MetricName", tuple(METRIC_COLUMNS))
+ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
 
 
 def plain(value: Any) -> Any:

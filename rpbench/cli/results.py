@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from ..results import store
 from .app import command, console
 from .options import ExportFormat, MetricName, plain
 
@@ -26,6 +25,7 @@ def report_command(
 ) -> None:
     """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers; refreshes report.html."""
     from ..analysis import analyse_run
+    from ..results import store
     from ..views.html import render_html
     from ..views.terminal import terminal_report
 
@@ -69,6 +69,7 @@ def compare_command(
 ) -> None:
     """Match cases of two runs by case_id and flag regressions and improvements beyond noise."""
     from ..analysis import compare_runs, get_metric
+    from ..results import store
     from ..views.compare import comparison_table
 
     comparison = compare_runs(store.load(run_a), store.load(run_b), get_metric(plain(metric)), threshold)

@@ -12,7 +12,6 @@ from rich.text import Text
 from ..core.case import Case
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
-from ..results import store
 from .app import command, console, err_console
 from .options import DEVICE_HELP, Device, plain
 
@@ -58,6 +57,7 @@ def sweep(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
 ) -> None:
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
+    from ..results import store
     from ..suites import filter_cases, find_suite, load_suite
 
     device = plain(device)
@@ -83,6 +83,7 @@ def sweep(
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, recorded: str, profile: bool, report: bool) -> None:
     from ..analysis import prepare
     from ..bench.sweep import run_sweep
+    from ..results import store
     from ..views.terminal import latency_grid
 
     progress = Progress(

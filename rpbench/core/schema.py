@@ -1,4 +1,5 @@
-"""The results row: column names, their dtypes and meanings. Views and the store read this; no torch here."""
+"""The results table's vocabulary: column names, their dtypes and meanings, the statuses, the headline metrics and
+the export formats. Every room reads this; no torch here."""
 from __future__ import annotations
 
 # Final statuses: a case with one of these in results.csv is done and skipped on --resume.
@@ -70,3 +71,9 @@ SAMPLE_COLUMNS: dict[str, tuple[str, str]] = {
     "sample": ("Int64", "index of the timed iteration"),
     "latency_ms": ("Float64", "that iteration's latency, ms"),
 }
+
+# The headline metrics reports, speedups and compare can use: name -> the results column it reads.
+METRIC_COLUMNS = {"latency": "latency_ms_median", "throughput": "throughput_img_s", "memory": "peak_mem_mb"}
+
+# What `rpbench export` writes: every column (csv, parquet, json) or the readable case table (md, html).
+EXPORT_FORMATS = ("csv", "parquet", "json", "md", "html")

@@ -13,10 +13,11 @@ import pandas as pd
 
 from ..analysis import RunAnalysis, analyse_run
 from ..core.errors import ExportError
+from ..core.schema import EXPORT_FORMATS
 from ..results import store
 from .format import fmt_flops, fmt_int, fmt_number, fmt_speedup, fmt_status
 
-FORMATS = ("csv", "parquet", "json", "md", "html")
+FORMATS = EXPORT_FORMATS
 
 
 def display_table(run: RunAnalysis) -> pd.DataFrame:

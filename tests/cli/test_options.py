@@ -22,3 +22,24 @@ def test_run_and_profile_share_every_case_flag():
         assert run[name][2] == getattr(defaults, name) or (run[name][2] in (None, ()) and not getattr(defaults, name))
     assert set(run) - set(shared) == {"warmup_ms", "repeat_ms", "max_batch", "batch_limit", "as_json"}
     assert set(profile) - set(shared) == {"out", "wait", "warmup", "active"}
+
+
+def test_the_cli_answers_without_importing_torch_or_pandas():
+    """`rpbench --help` and a mistyped flag stay fast: commands import the heavy rooms when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rpbench.cli; heavy = {'torch', 'pandas', 'attentions'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_choices_are_the_vocabulary_the_rooms_use():
+    from rpbench.analysis import METRICS
+    from rpbench.cli.options import Device, Dtype, ExportFormat, MetricName, Mode
+    from rpbench.core.case import DEVICES, DTYPES, MODES
+    from rpbench.views.export import FORMATS
+
+    for choice, values in ((Dtype, DTYPES), (Mode, MODES), (Device, DEVICES), (MetricName, tuple(METRICS)),
+                           (ExportFormat, FORMATS)):
+        assert tuple(member.value for member in choice) == tuple(values)

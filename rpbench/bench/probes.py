@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -16,8 +16,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from ..core.measurement import MemoryPeak
-
-Step = Callable[[], object]
+from .timing import Step
 
 # SDPA backends worth probing per device type (CPU builds have only the flash and math kernels).
 SDPA_CANDIDATES = {"cuda": ("flash", "efficient", "cudnn", "math"), "cpu": ("flash", "math")}

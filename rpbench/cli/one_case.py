@@ -14,8 +14,7 @@ from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
 from ..results.rows import row_of
 from .app import command, console
-from .options import with_case_flags
-from .sweep import resolve_device_flag
+from .options import resolve_device_flag, with_case_flags
 
 
 def _case(flags: CaseFlags) -> Case:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from ..core.case import DEVICES, DTYPES, MODES, CaseFlags
+from ..core.errors import UsageError
 from ..core.schema import EXPORT_FORMATS, METRIC_COLUMNS
 
 
@@ -29,6 +30,21 @@ Mode = _choices("Mode", MODES)
 Device = _choices("Device", DEVICES)
 MetricName = _choices("MetricName", tuple(METRIC_COLUMNS))
 ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
+
+
+def resolve_device_flag(device: str | None) -> str | None:
+    """auto/cuda/cpu -> the device to run on (None: the suite decides); one error line for a missing GPU."""
+    if device is None:
+        return None
+    from ..suites.fields import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+    return resolved
 
 
 def plain(value: Any) -> Any:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import shlex
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -13,27 +15,10 @@ from ..core.case import Case
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
 from .app import command, console, err_console
-from .options import DEVICE_HELP, Device, plain
-
-
-def resolve_device_flag(device: str | None) -> str | None:
-    """auto/cuda/cpu -> the device to run on (None: the suite decides); one error line for a missing GPU."""
-    if device is None:
-        return None
-    from ..suites.fields import resolve_device
-
-    resolved = resolve_device(device)
-    if resolved == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
-    return resolved
+from .options import DEVICE_HELP, Device, plain, resolve_device_flag
 
 
 def default_run_dir(suite_name: str, root: Path = Path("results")) -> Path:
-    from datetime import datetime
-
     return root / f"{suite_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -129,6 +114,4 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, recorded: str
 
 def _markup_free(text: str) -> str:
     """A progress description is rendered as rich markup; escape what the user wrote (suite names, labels)."""
-    from rich.markup import escape
-
     return escape(text)

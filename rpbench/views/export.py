@@ -65,10 +65,14 @@ def to_html_document(table: pd.DataFrame, title: str) -> str:
     )
 
 
-def render(run: store.Run, fmt: str, baseline: str | None = None) -> str | bytes:
-    """The run in `fmt`; speedups in md/html are on latency against `baseline` (default dense when present)."""
+def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+def render(run: store.Run, fmt: str, baseline: str | None = None) -> str | bytes:
+    """The run in `fmt`; speedups in md/html are on latency against `baseline` (default dense when present)."""
+    _check_format(fmt)
     analysed = analyse_run(run.frame, run.env, baseline)  # a misspelt --baseline fails for every format
     if fmt == "csv":
         return run.frame.to_csv(index=False)
@@ -86,8 +90,7 @@ def render(run: store.Run, fmt: str, baseline: str | None = None) -> str | bytes
 
 def export(run_dir: str | Path, fmt: str, out: str | Path | None = None, baseline: str | None = None) -> Path:
     """Write the run in `fmt` to `out` (default RUN_DIR/export.<ext>) and return the path written."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    _check_format(fmt)  # before reading the run: a wrong format is the first thing to say
     run = store.load_run(run_dir)
     content = render(run, fmt, baseline)
     path = Path(out) if out is not None else run.directory / f"export.{fmt}"

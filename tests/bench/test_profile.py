@@ -20,7 +20,6 @@ from rpbench.bench import profile as profiling
 from rpbench.core.case import CaseFlags
 from rpbench.core.diagnostics import Schedule
 from rpbench.suites import case_from_flags
-from rpbench.views import profile as profile_views
 from rpbench.bench.workload import make_workload
 
 from cli_helpers import invoke, tiny_suite

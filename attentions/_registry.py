@@ -7,6 +7,7 @@ unsupported case as a reason instead of crashing.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -32,6 +33,20 @@ class Knob:
     default: Any
     doc: str
     choices: tuple[Any, ...] | None = None
+    low: float | None = None  # inclusive bounds of a numeric knob (numbers must also be finite)
+    high: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """None when a numeric value is finite and within [low, high], else what is wrong."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if not math.isfinite(value):
+            return f"must be finite, got {value!r}"
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            low = "-inf" if self.low is None else f"{self.low:g}"
+            high = "inf" if self.high is None else f"{self.high:g}"
+            return f"must be in [{low}, {high}], got {value!r}"
+        return None
 
     @property
     def type(self) -> type:
@@ -52,6 +67,9 @@ class AttentionSpec:
     knobs: Mapping[str, Knob] = field(default_factory=dict)
     check_fn: Callable[..., str | None] | None = None
     state_dict_compat: str = ""
+    # (grid, **knobs) -> the knobs the module actually runs with, where it fits them to the grid (a window clamped
+    # to the map). None: it runs the knobs as given.
+    effective_fn: Callable[..., dict[str, Any]] | None = None
 
     # -- knobs -------------------------------------------------------------------------
     def resolve(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +99,9 @@ class AttentionSpec:
             if knob.choices is not None and value not in knob.choices:
                 allowed = ", ".join(map(str, knob.choices))
                 raise UnsupportedConfig(f"{self.name}: {key}={value!r} is not one of {allowed}")
+            problem = knob.problem(value)
+            if problem:
+                raise UnsupportedConfig(f"{self.name}: knob {key} {problem}")
             resolved[key] = value
         return resolved
 
@@ -101,6 +122,13 @@ class AttentionSpec:
         if self.check_fn is not None:
             return self.check_fn(grid=(height, width), dim=dim, num_heads=num_heads, **resolved)
         return None
+
+    def effective(self, grid: Grid, **knobs: Any) -> dict[str, Any]:
+        """The resolved knobs as the module runs them on `grid` (see effective_fn)."""
+        resolved = self.resolve(knobs)
+        if self.effective_fn is None:
+            return resolved
+        return {**resolved, **self.effective_fn(grid=tuple(grid), **resolved)}
 
     # -- cost --------------------------------------------------------------------------
     def flops(self, batch: int, grid: Grid, dim: int, num_heads: int, **knobs: Any) -> dict[str, int]:

@@ -110,6 +110,8 @@ def agent_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, m: 
 
 
 def agent_check(grid: tuple[int, int], dim: int, num_heads: int, m: int, **_) -> str | None:
+    if m > grid[0] * grid[1]:
+        return f"agent: m={m} agents for N={grid[0] * grid[1]} tokens; m must be at most N"
     if square_side(m) is None:
         return f"agent: m={m} is not a perfect square (agents are pooled to a √m×√m grid)"
     return None
@@ -124,7 +126,8 @@ SPEC = register(
         scaling="linear",
         factory=AgentAttention,
         flops_fn=agent_flops,
-        knobs={"m": Knob(49, "number of agents, a perfect square (pooled to √m×√m)")},
+        knobs={"m": Knob(49, "number of agents, a perfect square (pooled to √m×√m), at most N", low=1,
+                        high=1_048_576)},
         check_fn=agent_check,
         state_dict_compat=(
             "LeapLabTHU/Agent-Attention agent_swin.AgentAttention with window_size=grid, agent_num=m: "

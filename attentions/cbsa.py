@@ -71,6 +71,8 @@ def cbsa_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, m: i
 
 
 def cbsa_check(grid: tuple[int, int], dim: int, num_heads: int, m: int, **_) -> str | None:
+    if m > grid[0] * grid[1]:
+        return f"cbsa: m={m} representatives for N={grid[0] * grid[1]} tokens; m must be at most N"
     if square_side(m) is None:
         return f"cbsa: m={m} is not a perfect square (representatives are pooled to a √m×√m grid)"
     return None
@@ -85,7 +87,8 @@ SPEC = register(
         scaling="linear",
         factory=CBSA,
         flops_fn=cbsa_flops,
-        knobs={"m": Knob(64, "number of representatives, a perfect square (pooled to √m×√m)")},
+        knobs={"m": Knob(64, "number of representatives, a perfect square (pooled to √m×√m), at most N", low=1,
+                        high=1_048_576)},
         check_fn=cbsa_check,
         state_dict_compat=(
             "QishuaiWen/CBSA attn_layers.CBSA with heads=num_heads, dim_head=dim/num_heads: "

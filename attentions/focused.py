@@ -95,9 +95,7 @@ def focused_flops(
 def focused_check(
     grid: tuple[int, int], dim: int, num_heads: int, focusing_factor: int, kernel_size: int, **_
 ) -> str | None:
-    if focusing_factor < 1:
-        return f"focused: focusing_factor must be >= 1, got {focusing_factor}"
-    if kernel_size < 1 or kernel_size % 2 == 0:
+    if kernel_size % 2 == 0:
         return f"focused: kernel_size must be a positive odd number (same-size DWC), got {kernel_size}"
     return None
 
@@ -112,8 +110,8 @@ SPEC = register(
         factory=FocusedLinearAttention,
         flops_fn=focused_flops,
         knobs={
-            "focusing_factor": Knob(3, "power p of the focused feature map"),
-            "kernel_size": Knob(5, "side of the depthwise conv on V (one kernel shared across heads)"),
+            "focusing_factor": Knob(3, "power p of the focused feature map", low=1, high=16),
+            "kernel_size": Knob(5, "side of the depthwise conv on V (one kernel shared across heads)", low=1, high=63),
         },
         check_fn=focused_check,
         state_dict_compat=(

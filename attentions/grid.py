@@ -42,12 +42,6 @@ class GridAttention(GroupedBiasAttention):
         return cells.reshape(batch, height, width, channels)
 
 
-def grid_check(grid: tuple[int, int], window: int, **_) -> str | None:
-    if window < 1:
-        return f"window (grid side G) must be >= 1, got {window}"
-    return None
-
-
 def grid_flops(batch: int, grid: tuple[int, int], dim: int, num_heads: int, window: int) -> dict[str, int]:
     return grouped_flops(batch, grid, dim, num_heads, clamped_side(grid, window))
 
@@ -63,8 +57,8 @@ SPEC = register(
         factory=GridAttention,
         flops_fn=grid_flops,
         knobs={"window": Knob(7, "grid side G: each group holds G×G tokens spread over the whole map; clamped "
-                                 "to min(H, W), the map zero-padded to a multiple of G")},
-        check_fn=grid_check,
+                                 "to min(H, W), the map zero-padded to a multiple of G", low=1, high=16_384)},
+        effective_fn=lambda grid, window, **_: {"window": clamped_side(grid, window)},
         state_dict_compat="Swin-style names: relative_position_bias_table, relative_position_index, "
         "qkv.*, proj.*",
     )

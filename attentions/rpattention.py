@@ -223,16 +223,12 @@ def rpattention_flops(
 
 
 def rpattention_check(
-    m: int, em_iters: int, interact: bool, interact_proj: bool, dwc: int, tau: float, **_
+    grid: tuple[int, int], m: int, em_iters: int, interact: bool, interact_proj: bool, dwc: int, tau: float, **_
 ) -> str | None:
-    if m < 1:
-        return f"rpattention: m must be at least 1, got {m}"
-    if em_iters < 1:
-        return f"rpattention: em_iters must be at least 1, got {em_iters}"
-    if dwc < 0 or (dwc and dwc % 2 == 0):
+    if m > grid[0] * grid[1]:
+        return f"rpattention: m={m} representatives for N={grid[0] * grid[1]} tokens; m must be at most N"
+    if dwc and dwc % 2 == 0:
         return f"rpattention: dwc must be 0 (none) or an odd kernel size, got {dwc}"
-    if not tau > 0:
-        return f"rpattention: tau must be positive, got {tau}"
     if interact_proj and not interact:
         return "rpattention: interact_proj=True needs interact=True"
     return None
@@ -251,7 +247,8 @@ SPEC = register(
         factory=RPAttention,
         flops_fn=rpattention_flops,
         knobs={
-            "m": Knob(64, "number of representative tokens M (columns of the routing Linear = learned anchors)"),
+            "m": Knob(64, "number of representative tokens M (columns of the routing Linear = learned anchors); "
+                       "at most N", low=1, high=1_048_576),
             "route_over": Knob(
                 "reps",
                 "routing softmax axis: reps = each token's weights over the M representatives sum to 1 "
@@ -264,7 +261,8 @@ SPEC = register(
                 "means, not sums that grow with N (Q2); no effect with route_over=tokens",
             ),
             "em_iters": Knob(
-                1, "routing iterations; each one past the first re-routes against the per-input K_rep (Q5)"
+                1, "routing iterations; each one past the first re-routes against the per-input K_rep (Q5)",
+                low=1, high=100,
             ),
             "interact": Knob(True, "self-attention among the representatives; False passes U through as V_rep"),
             "interact_proj": Knob(
@@ -273,8 +271,8 @@ SPEC = register(
             "per_head_routing": Knob(
                 False, "one d->M routing Linear per head instead of one C->M shared by all heads (Q4)"
             ),
-            "dwc": Knob(3, "kernel of the depthwise conv on V added before proj (odd); 0 = no DWC (Q7)"),
-            "tau": Knob(1.0, "routing temperature: logits are divided by tau before the softmax (Q6)"),
+            "dwc": Knob(3, "kernel of the depthwise conv on V added before proj (odd); 0 = no DWC (Q7)", low=0, high=63),
+            "tau": Knob(1.0, "routing temperature: logits are divided by tau before the softmax (Q6)", low=1e-6, high=1e6),
         },
         check_fn=rpattention_check,
         state_dict_compat="timm `Attention` (qkv_bias=True) keys qkv.*, proj.*, plus route.weight, dwc.*, mix.*",

@@ -57,8 +57,6 @@ def reduced_tokens(grid: tuple[int, int], sr_ratio: int) -> int:
 
 
 def sra_check(grid: tuple[int, int], sr_ratio: int, **_) -> str | None:
-    if sr_ratio < 1:
-        return f"sr_ratio must be >= 1, got {sr_ratio}"
     if min(grid) < sr_ratio:
         return f"grid {grid[0]}x{grid[1]} is smaller than sr_ratio {sr_ratio}: nothing left to attend to"
     return None
@@ -86,7 +84,7 @@ SPEC = register(
         scaling="quadratic",
         factory=SpatialReductionAttention,
         flops_fn=sra_flops,
-        knobs={"sr_ratio": Knob(2, "spatial reduction ratio r: conv kernel and stride for keys/values")},
+        knobs={"sr_ratio": Knob(2, "spatial reduction ratio r: conv kernel and stride for keys/values", low=1, high=4096)},
         check_fn=sra_check,
         state_dict_compat="whai362/PVT pvt_v2 `Attention` (linear=False, qkv_bias=True): q.*, kv.*, proj.*, "
         "sr.* and norm.* when sr_ratio > 1",

@@ -178,10 +178,6 @@ class WindowAttention(GroupedBiasAttention):
 
 
 def window_check(grid: tuple[int, int], window: int, shift: int, **_) -> str | None:
-    if window < 1:
-        return f"window must be >= 1, got {window}"
-    if shift < 0:
-        return f"shift must be >= 0, got {shift}"
     w, s = effective_window(grid, window, shift)
     if s >= w:
         return f"shift {s} must be smaller than window {w}"
@@ -218,12 +214,15 @@ SPEC = register(
         flops_fn=window_flops,
         knobs={
             "window": Knob(7, "window side w in tokens; clamped to min(H, W) when it covers the short side; "
-                           "the grid is zero-padded to whole windows (Swin detection backbone)"),
+                           "the grid is zero-padded to whole windows (Swin detection backbone)", low=1, high=16_384),
             "shift": Knob(
-                0, "cyclic shift in tokens (Swin: window//2 on odd blocks); forced to 0 when clamped"
+                0, "cyclic shift in tokens (Swin: window//2 on odd blocks); forced to 0 when clamped", low=0,
+                high=16_384,
             ),
         },
         check_fn=window_check,
+        effective_fn=lambda grid, window, shift, **_: dict(zip(("window", "shift"),
+                                                              effective_window(grid, window, shift))),
         state_dict_compat="microsoft/Swin-Transformer `WindowAttention`: relative_position_bias_table, "
         "relative_position_index, qkv.*, proj.*",
     )

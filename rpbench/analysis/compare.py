@@ -75,10 +75,13 @@ def _judge(a: pd.Series, b: pd.Series, metric: Metric, threshold_pct: float) -> 
     return ("improvement" if went_up == metric.higher_is_better else "regression"), f"{change:+.1f} %"
 
 
+MAX_THRESHOLD_PCT = 1e6
+
+
 def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, threshold_pct: float) -> Comparison:
     """Judge every case_id present in either run."""
-    if threshold_pct < 0:
-        raise AnalysisError(f"threshold must be >= 0 %, got {threshold_pct:g}")
+    if not 0 <= threshold_pct <= MAX_THRESHOLD_PCT:  # NaN fails too
+        raise AnalysisError(f"threshold must be between 0 and {MAX_THRESHOLD_PCT:g} %, got {threshold_pct:g}")
     side_a, side_b = _side(frame_a, metric), _side(frame_b, metric)
     records = []
     for case_id in list(side_a.index) + [c for c in side_b.index if c not in side_a.index]:

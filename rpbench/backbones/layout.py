@@ -63,6 +63,9 @@ def parse(
 ) -> Layout:
     """Validate a layout for a backbone with `stages` stages (`depth` blocks when it has one stage)."""
     knobs = dict(knobs or {})
+    for field, value in (("attention", attention), ("pattern", pattern)):
+        if value is not None and not isinstance(value, str):
+            raise UnsupportedConfig(f"{backbone}: layout {field} must be a string, got {value!r}")
     if attention is None:
         if pattern is not None and set(pattern) - {"B"}:
             raise UnsupportedConfig(f"{backbone}: layout {pattern!r} uses A but no attention was chosen")

@@ -21,7 +21,7 @@ from ..core.measurement import GpuReading, GpuTelemetry, Measurement, summarize
 from ..machine import telemetry
 from ..machine.environment import cpu_model
 from .probes import peak_memory, sdpa_kernels_that_ran
-from .timing import TIMER_NAMES, time_step
+from .timing import MAX_TIMED_S, TIMER_NAMES, time_step
 from .workload import Workload, apply_fastest_sdpa, make_workload
 
 NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
@@ -44,6 +44,7 @@ def run_case(case: Case, timing: Timing, suite: str = "") -> Measurement:
         "device_name": device_name(case.device),
         "threads": torch.get_num_threads(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timing": timing,
     }
     work = None
     try:
@@ -62,11 +63,24 @@ def _failure(err: Exception) -> dict[str, Any]:
     """The status and note of a failed case."""
     if isinstance(err, attentions.UnsupportedConfig):
         return {"status": "unsupported", "notes": (str(err),)}
-    if isinstance(err, torch.cuda.OutOfMemoryError):
+    if is_out_of_memory(err):
         return {"status": "oom", "notes": (one_line(err)[:NOTE_LIMIT],)}
     if isinstance(err, NonFiniteOutput):
         return {"status": "nonfinite", "notes": (str(err),)}
     return {"status": "error", "notes": (one_line(err)[:NOTE_LIMIT],)}
+
+
+# How allocation failures read when they do not come as torch.cuda.OutOfMemoryError: the CPU allocator, cuBLAS and
+# cuDNN workspaces, and a failed host allocation.
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "alloc_failed",
+                 "not enough memory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for an allocation failure on any device (an `oom` row, not an `error`)."""
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err).lower() for text in _OOM_MESSAGES)
 
 
 def _params(work: Workload) -> int:
@@ -87,10 +101,11 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     start = _reading(gpu) if gpu is not None else None
 
     _check_finite(work)
-    notes = [apply_fastest_sdpa(case, work)]
+    notes = [_knobs_as_run(case), apply_fastest_sdpa(case, work)]
     flops_counted = attentions.count_flops(lambda: (work.reset(), work.step()))
     kernels = sdpa_kernels_that_ran(work.step, work.reset)
     samples = time_step(work.step, work.reset, case.device, timing)
+    notes.append(_capped(timing, len(samples)))
     memory = peak_memory(work.step, work.reset, case.device)
     notes.append(memory.note)
 
@@ -105,6 +120,28 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
         params=_params(work), flops_analytic=work.flops_analytic, flops_counted=flops_counted,
         sdpa_backend="+".join(kernels) if kernels else None, memory=memory, model=work.model, gpu=gpu_telemetry,
     )
+
+
+def _knobs_as_run(case: Case) -> str | None:
+    """A note when the mechanism runs other knob values than the case asks for (a window clamped to the grid)."""
+    if case.scope != "layer":
+        return None
+    asked = case.knob_dict
+    ran = attentions.spec(case.attention).effective((case.height, case.width), **asked)
+    changed = [key for key in sorted(ran) if ran[key] != asked.get(key)]
+    if not changed:
+        return None
+    return ("ran " + ", ".join(f"{key}={ran[key]!r}" for key in changed) + " (asked "
+            + ", ".join(f"{key}={asked.get(key)!r}" for key in changed) + f"; fitted to the {case.height}x"
+            f"{case.width} grid)")
+
+
+def _capped(timing: Timing, taken: int) -> str | None:
+    """A note when the sampling budget cut the samples below what the settings asked for."""
+    wanted = timing.repeat if timing.repeat is not None else timing.min_samples
+    if taken >= wanted:
+        return None
+    return f"{taken} samples instead of {wanted}: sampling stops after {MAX_TIMED_S:g} s per case"
 
 
 def _reading(gpu: int) -> GpuReading:

@@ -13,6 +13,7 @@ from ..core.case import Case, Suite
 from ..core.errors import ExecutionError
 from ..core.measurement import Measurement
 from ..machine import ceilings, environment
+from ..results.resume import RunRecord, open_run
 from ..results.store import RunWriter
 from .profile import trace_case
 from .runner import device_name, run_case
@@ -55,13 +56,21 @@ def run_sweep(
     suite: Suite,
     cases: list[Case],
     run_dir: Path,
-    command: str,
+    record: RunRecord,
+    resume: bool = False,
     on_start: Callable[[Case, int], None] | None = None,
     on_measured: Callable[[Measurement], None] | None = None,
     profile: bool = False,
 ) -> SweepOutcome:
-    """Measure every case not already final in run_dir; each one is flushed to disk as it ends."""
-    writer = RunWriter(run_dir)
+    """Measure every case not already final in run_dir; each one is flushed to disk as it ends. The dir is locked
+    against other writers throughout, and a resume must be the same sweep (see `rpbench.results.resume`)."""
+    with open_run(run_dir, record, resume) as writer:
+        return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile)
+
+
+def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: str,
+                 on_start: Callable[[Case, int], None] | None, on_measured: Callable[[Measurement], None] | None,
+                 profile: bool) -> SweepOutcome:
     done = writer.finished_case_ids()
     apply_threads(suite)
     env = environment.collect(command=command)
@@ -70,7 +79,7 @@ def run_sweep(
     writer.record_environment(env)
     writer.record_suite(suite.text)
 
-    outcome = SweepOutcome(run_dir=run_dir)
+    outcome = SweepOutcome(run_dir=writer.run_dir)
     todo = [case for case in cases if case.case_id not in done]
     outcome.skipped = len(cases) - len(todo)
     for index, case in enumerate(todo):

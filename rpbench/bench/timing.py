@@ -17,6 +17,9 @@ from ..core.case import Timing
 
 Step = Callable[[], object]
 
+# The most time the timed loop of one case may take, whatever `repeat` or `min_samples` ask (the runner notes a cut).
+MAX_TIMED_S = 600.0
+
 # Which timer produced a row's samples (the `timer` column).
 TIMER_NAMES = {"cuda": "cuda_event", "cpu": "perf_counter"}
 
@@ -42,10 +45,15 @@ def _warm_up(step: Step, reset: Step, device: str, warmup_ms: float) -> float:
 
 
 def _sample_count(timing: Timing, per_call_ms: float) -> int:
+    """Samples to take: `repeat`, else what fits in repeat_ms within [min_samples, max_samples]; never more than
+    fit in MAX_TIMED_S (at least one)."""
     if timing.repeat is not None:
-        return max(1, timing.repeat)
-    wanted = math.ceil(timing.repeat_ms / max(per_call_ms, 1e-3))
-    return int(min(max(wanted, timing.min_samples), timing.max_samples))
+        wanted = timing.repeat
+    else:
+        wanted = min(max(math.ceil(timing.repeat_ms / max(per_call_ms, 1e-3)), timing.min_samples),
+                     timing.max_samples)
+    budget = max(1, math.floor(MAX_TIMED_S * 1e3 / max(per_call_ms, 1e-3)))
+    return int(max(1, min(wanted, budget)))
 
 
 def l2_flush_buffer(device: str) -> torch.Tensor | None:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from ..core.case import Case, CaseFlags, Timing
+from ..core.case import SIZE_LIMITS, Case, CaseFlags, Timing, safe_name
 from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
 from ..results.rows import row_of
@@ -29,19 +29,23 @@ def _case(flags: CaseFlags) -> Case:
 @with_case_flags
 def run(
     flags: CaseFlags,
-    warmup_ms: float = typer.Option(50.0, "--warmup-ms", help="Warm-up time before sampling, ms."),
-    repeat_ms: float = typer.Option(200.0, "--repeat-ms", help="Time budget for timed samples, ms."),
+    warmup_ms: float = typer.Option(50.0, "--warmup-ms", help="Warm-up time before sampling, ms (0 to 60000)."),
+    repeat_ms: float = typer.Option(200.0, "--repeat-ms", help="Time budget for timed samples, ms (0 to 600000)."),
     max_batch: bool = typer.Option(False, "--max-batch", help="Double the batch from 1 until CUDA runs out of "
                                    "memory; report the largest batch that fits and the peak img/s (CUDA only)."),
-    batch_limit: int = typer.Option(4096, "--batch-limit", help="Largest batch --max-batch tries."),
+    batch_limit: int = typer.Option(4096, "--batch-limit", help="Largest batch --max-batch tries (1 to 65536)."),
     as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
     """Measure one case and print its row."""
     from ..bench.runner import run_case
     from ..views.terminal import row_table
 
-    case = _case(flags)
     timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms)
+    for key, problem in timing.problems():
+        raise UsageError(f"--{key.replace('_', '-')} {problem}")
+    if not 1 <= batch_limit <= SIZE_LIMITS["batch"][1]:
+        raise UsageError(f"--batch-limit {batch_limit}: must be between 1 and {SIZE_LIMITS['batch'][1]}")
+    case = _case(flags)
     if max_batch:
         _max_batch(case, timing, batch_limit, as_json)
         return
@@ -82,9 +86,9 @@ def profile_command(
     flags: CaseFlags,
     out: Optional[Path] = typer.Option(None, "--out", help="Dir for tb/ and trace.json.gz. Default: "
                                        "results/profile-<attention>-<time>."),
-    wait: int = typer.Option(1, "--wait", help="Calls run before the profiler starts."),
-    warmup: int = typer.Option(2, "--warmup", help="Calls profiled but discarded (warm caches, lazy init)."),
-    active: int = typer.Option(3, "--active", help="Calls recorded; tables show the mean per call."),
+    wait: int = typer.Option(1, "--wait", help="Calls run before the profiler starts (0 to 1000)."),
+    warmup: int = typer.Option(2, "--warmup", help="Calls profiled but discarded: warm caches, lazy init (0 to 1000)."),
+    active: int = typer.Option(3, "--active", help="Calls recorded; tables show the mean per call (1 to 100)."),
 ) -> None:
     """Profile one case: TensorBoard run + gzipped Chrome/Perfetto trace, time per phase label, top ops, peak memory."""
     import attentions
@@ -92,12 +96,15 @@ def profile_command(
     from ..bench.profile import build_as_measured, profile_workload
     from ..views.profile import how_to_open, memory_line, ops_table, phase_table
 
-    case = _case(flags)
+    from ..results.store import make_dir
+
     plan = Schedule(wait=wait, warmup=warmup, active=active)
     if plan.problem():
         raise UsageError(plan.problem())
+    case = _case(flags)
     subject = case.label if case.backbone is None else f"{case.backbone}-{case.label}"
-    out_dir = out or Path("results") / f"profile-{subject}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out_dir = make_dir(out or Path("results") / f"profile-{safe_name(subject)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
+                       "--out")
     try:
         work = build_as_measured(case)
     except attentions.UnsupportedConfig:

@@ -60,7 +60,7 @@ def compare_command(
     run_a: Path = typer.Argument(..., help="Reference results dir (A)."),
     run_b: Path = typer.Argument(..., help="Results dir to judge against A (B)."),
     threshold: float = typer.Option(
-        5.0, "--threshold", help="Relative change (%) a case must exceed, beyond both runs' p20–p80 spread, to count."
+        5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both runs' p20–p80 spread, to count."
     ),
     metric: MetricName = typer.Option("latency", "--metric", help=f"What to compare: {METRIC_HELP}."),
     fail_on_regression: bool = typer.Option(

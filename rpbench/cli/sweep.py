@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from ..core.case import Case
+from ..core.case import Case, safe_name
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
 from .app import command, console, err_console
@@ -19,7 +19,8 @@ from .options import DEVICE_HELP, Device, plain, resolve_device_flag
 
 
 def default_run_dir(suite_name: str, root: Path = Path("results")) -> Path:
-    return root / f"{suite_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """results/<suite name as a safe dir name>-<time>: never outside `root`, whatever the suite calls itself."""
+    return root / f"{safe_name(suite_name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 @command()
@@ -42,6 +43,7 @@ def sweep(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
 ) -> None:
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
+    from ..results import resume as resume_rules
     from ..results import store
     from ..suites import filter_cases, find_suite, load_suite
 
@@ -50,6 +52,9 @@ def sweep(
         raise UsageError("give either --out or --resume, not both")
     if resume is not None:
         kept = store.suite_copy(resume)  # refuses a dir that is not a run dir, whatever suite is given
+        started = resume_rules.recorded_run(resume)
+        filter_ = started.get("filter") if filter_ is None else filter_  # a resume takes the run's own cases
+        device = started.get("device") if device is None else device
         source = suite or str(kept)
     else:
         source = suite or "quick"
@@ -58,14 +63,15 @@ def sweep(
     if not cases:
         raise UsageError(f"--filter {filter_!r} matches none of the suite's {len(loaded.cases)} cases")
     run_dir = resume or out or default_run_dir(loaded.name)
-    if resume is None and store.holds_results(run_dir):
-        raise UsageError(f"{run_dir} already holds results; use --resume {run_dir} to continue it, or another --out")
     recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
     recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
-    _sweep_with_progress(loaded, cases, run_dir, shlex.join(recorded), profile, report)
+    record = resume_rules.RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(),
+                                    filter=filter_, device=device, command=shlex.join(recorded))
+    _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report)
 
 
-def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, recorded: str, profile: bool, report: bool) -> None:
+def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
+                         report: bool) -> None:
     from ..analysis import prepare
     from ..bench.sweep import run_sweep
     from ..results import store
@@ -92,8 +98,8 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, recorded: str
 
     try:
         with progress:
-            outcome = run_sweep(loaded, cases, run_dir, recorded, on_start=on_start, on_measured=on_measured,
-                                profile=profile)
+            outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
+                                on_measured=on_measured, profile=profile)
             progress.update(task, completed=outcome.skipped + len(outcome.measurements))
     except KeyboardInterrupt:
         err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "

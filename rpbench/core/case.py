@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import math
+import os
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,28 @@ class Timing:
     threads: int | None = None
     energy_s: float = 1.0
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
+        found = []
+        for key, (low, high) in TIMING_LIMITS.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            cores = os.cpu_count() or 1
+            if key == "threads" and isinstance(value, int) and value > cores:
+                found.append((key, f"{value} is more than the {cores} logical CPUs here"))
+                continue
+            problem = number_problem(value, low, high, integer=TIMING_TYPES[key] == (int,))
+            if problem:
+                found.append((key, problem))
+        if not found and self.min_samples > self.max_samples:
+            found.append(("min_samples", f"{self.min_samples} is more than max_samples = {self.max_samples}"))
+        return found
+
+    def to_json(self) -> str:
+        """The settings as compact JSON, sorted: the `timing` column of every row they produced."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
 
 # The accepted Python types of each [measure] key, for the suite parser's one-line errors.
 TIMING_TYPES: dict[str, tuple[type, ...]] = {
@@ -89,6 +115,67 @@ TIMING_TYPES: dict[str, tuple[type, ...]] = {
     "threads": (int,),
     "energy_s": (int, float),
 }
+
+# The allowed range (inclusive) of every [measure] number. Bounded so that no setting can make a case run for
+# hours: at most 1 min of warm-up, 10 min of sampling budget, 100 000 samples, 10 min of cool-down, 1 min for energy.
+# threads is also capped by the logical CPUs of the machine (more threads than cores measures contention).
+TIMING_LIMITS: dict[str, tuple[float, float]] = {
+    "warmup_ms": (0, 60_000),
+    "repeat_ms": (0, 600_000),
+    "repeat": (1, 100_000),
+    "min_samples": (1, 100_000),
+    "max_samples": (1, 100_000),
+    "cooldown_s": (0, 600),
+    "threads": (1, 4096),
+    "energy_s": (0, 60),
+}
+
+# The allowed range of every size a suite or a flag gives (inclusive), and of the input they make together.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "batch": (1, 65_536),
+    "dim": (1, 65_536),
+    "heads": (1, 4_096),
+    "m": (1, 1_048_576),
+    "side": (1, 16_384),          # tokens per grid side (height or width)
+    "resolution": (1, 262_144),   # image side in px
+    "patch": (1, 4_096),
+}
+MAX_INPUT_ELEMENTS = 2**33  # batch · N · C of one layer input: 32 GiB in float32, more than any GPU here holds
+
+# User-written text (suite names, descriptions, labels): printable, one line, bounded.
+TEXT_LIMITS = {"name": 100, "label": 100, "description": 300}
+
+
+def number_problem(value: object, low: float, high: float, integer: bool = False) -> str | None:
+    """None when `value` is a finite number (an int when `integer`) within [low, high], else what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        return f"must be {'an integer' if integer else 'a number'}, got {value!r}"
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if not low <= value <= high:
+        return f"must be between {low:g} and {high:g}, got {value:g}"
+    return None
+
+
+def text_problem(value: object, kind: str) -> str | None:
+    """None when `value` is a non-empty, printable, one-line string of at most TEXT_LIMITS[kind] characters."""
+    if not isinstance(value, str):
+        return f"must be a string, got {value!r}"
+    if kind != "description" and not value.strip():
+        return "must not be empty"
+    if len(value) > TEXT_LIMITS[kind]:
+        return f"is {len(value)} characters long; at most {TEXT_LIMITS[kind]}"
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        return f"must be one printable line; it holds the control character {bad!r}"
+    return None
+
+
+def safe_name(name: str, limit: int = 64) -> str:
+    """A suite (or case) name as one directory name: letters, digits, `.`, `_`, `-` only, never `..`, bounded."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:limit].strip(".-")
+    return cleaned or "suite"
+
 
 # The fields hashed into a case id, in documented order. A new Case field is NOT part of the id unless added here,
 # and adding one changes every id (old run dirs would no longer resume), so extend this list only on purpose.

@@ -58,12 +58,15 @@ class Schedule:
     def steps(self) -> int:
         return self.wait + self.warmup + self.active
 
+    # Inclusive ranges: a trace of more than 100 recorded calls is too large to open, and holds nothing more.
+    LIMITS = {"wait": (0, 1000), "warmup": (0, 1000), "active": (1, 100)}
+
     def problem(self) -> str | None:
-        """One line when the schedule cannot record anything, else None."""
-        if self.wait < 0 or self.warmup < 0:
-            return "--wait and --warmup must be >= 0"
-        if self.active < 1:
-            return "--active must be >= 1"
+        """One line when a step count is out of its range (LIMITS), else None."""
+        for name, (low, high) in self.LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                return f"--{name} {value}: must be between {low} and {high}"
         return None
 
 

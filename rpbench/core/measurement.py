@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .case import Case
+from .case import Case, Timing
 
 # A case whose interquartile range exceeds this share of its median is flagged `noisy`.
 NOISY_IQR_PCT = 10.0
@@ -119,6 +119,7 @@ class Measurement:
     model: ModelCosts | None = None
     gpu: GpuTelemetry | None = None
     trace: str | None = None
+    timing: Timing | None = None
 
     @property
     def ok(self) -> bool:

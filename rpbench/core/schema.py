@@ -64,6 +64,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "trace": ("string", "profiler trace file of this case, relative to the run dir"),
     "started_at": ("string", "UTC ISO time the case started"),
     "elapsed_s": ("Float64", "wall time spent on the whole case (all passes), s"),
+    "timing": ("string", "JSON of the [measure] settings the case was timed with (a resume refuses other settings)"),
 }
 
 SAMPLE_COLUMNS: dict[str, tuple[str, str]] = {

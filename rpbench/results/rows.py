@@ -47,6 +47,8 @@ def row_of(measured: Measurement) -> dict[str, Any]:
     }
     if measured.trace is not None:
         row["trace"] = measured.trace
+    if measured.timing is not None:
+        row["timing"] = measured.timing.to_json()
     if stats is not None:
         row.update(
             latency_ms_median=stats.median, latency_ms_p20=stats.p20, latency_ms_p80=stats.p80,

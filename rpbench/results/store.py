@@ -1,99 +1,65 @@
 """The results dir, and the only code that reads or writes one: rows appended and flushed one at a time, so a
 killed sweep loses nothing finished.
 
-Layout: results.csv (one row per case), samples.csv (every timed sample), env.json, suite.toml, report.html, and
-traces/<case_id>.json.gz (written by the profiler at the path `RunWriter.trace_path` gives). A `Measurement`
+Layout: results.csv (one row per case), samples.csv (every timed sample), env.json, suite.toml, run.json (which
+sweep the dir holds, see `resume`), report.html, .rpbench.lock (see `lock`), and traces/<case_id>.json.gz (written
+by the profiler at the path `RunWriter.trace_path` gives). A `Measurement`
 becomes a results row on its way in (`rows.row_of`) and nowhere else. No torch here.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ..core.errors import ResultsError
+from ..core.errors import ExecutionError, ResultsError
 from ..core.measurement import Measurement
 from ..core.schema import COLUMNS, SAMPLE_COLUMNS, STATUSES
+from . import csvfile
+from .lock import LOCK
 from .rows import row_of
 
 RESULTS = "results.csv"
 SAMPLES = "samples.csv"
 ENV = "env.json"
 SUITE = "suite.toml"
+RUN = "run.json"
 REPORT = "report.html"
 TRACES = "traces"
+# What a run dir may hold besides traces/; a new sweep refuses a non-empty dir holding anything else.
+RUN_FILES = {RESULTS, SAMPLES, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
 
 
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return ""
-        return repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-
-def _repair_partial_line(path: Path) -> None:
-    """Drop a half-written last line (a kill mid-write) so appends start on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        data = handle.read()
-        if data.endswith(b"\n"):
-            return
-        handle.truncate(data.rfind(b"\n") + 1)
-
-
-class _AppendOnlyCsv:
-    def __init__(self, path: Path, columns: Iterable[str]):
-        self.path = path
-        self.columns = list(columns)
-        _repair_partial_line(path)
-        if not path.exists() or path.stat().st_size == 0:
-            self._write_line(self.columns)
-
-    def _write_line(self, values: Iterable[str]) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        with self.path.open("a", encoding="utf-8", newline="") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        unknown = set(row) - set(self.columns)
-        if unknown:
-            raise KeyError(f"unknown column(s) {sorted(unknown)}")
-        self._write_line(_format(row.get(col)) for col in self.columns)
+def _oserror(path: Path, err: OSError) -> str:
+    return f"{path}: {err.strerror or err}"
 
 
 class RunWriter:
-    """Appends rows and samples to a run dir; reopening an existing dir continues it (resume)."""
+    """Appends rows and samples to a run dir; reopening an existing dir continues it (resume). Takes no lock and
+    applies no resume rule: a sweep opens its dir through `open_run`, which does both."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._results = _AppendOnlyCsv(self.run_dir / RESULTS, COLUMNS)
-        self._drop_orphan_samples()
-        self._samples = _AppendOnlyCsv(self.run_dir / SAMPLES, SAMPLE_COLUMNS)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._results = csvfile.AppendOnlyCsv(self.run_dir / RESULTS, COLUMNS)
+            self._drop_orphan_samples()
+            self._samples = csvfile.AppendOnlyCsv(self.run_dir / SAMPLES, SAMPLE_COLUMNS)
+        except OSError as err:
+            raise ResultsError(f"cannot write the run dir {_oserror(self.run_dir, err)}") from None
 
     def _drop_orphan_samples(self) -> None:
         """Samples written just before a kill, for a row that never made it, would be duplicated on resume."""
         path = self.run_dir / SAMPLES
         if not path.exists() or path.stat().st_size == 0:
             return
-        _repair_partial_line(path)
-        samples = _read_csv(path, SAMPLE_COLUMNS)
+        csvfile.repair(path)
+        samples = csvfile.read(path, SAMPLE_COLUMNS)
         keep = samples["case_id"].isin(self.finished_case_ids())
         if keep.all():
             return
@@ -103,7 +69,7 @@ class RunWriter:
 
     def finished_case_ids(self) -> set[str]:
         """Cases already written with a final status (skipped on resume)."""
-        frame = _read_csv(self.run_dir / RESULTS, COLUMNS)
+        frame = csvfile.read(self.run_dir / RESULTS, COLUMNS)
         return set(frame.loc[frame["status"].isin(STATUSES), "case_id"].dropna())
 
     def append(self, measured: Measurement) -> None:
@@ -111,25 +77,35 @@ class RunWriter:
         self.append_row(row_of(measured), measured.samples)
 
     def append_row(self, row: Mapping[str, Any], samples: Iterable[float] = ()) -> None:
-        """Samples first, then the row: a row on disk always has its samples."""
+        """Samples first, then the row: a row on disk always has its samples. A failed write (a full disk) stops
+        with one line; what was written before stays, and a resume drops the partial record."""
         case_id = row["case_id"]
-        for index, latency in enumerate(samples):
-            self._samples.append({"case_id": case_id, "sample": index, "latency_ms": latency})
-        self._results.append(row)
+        try:
+            for index, latency in enumerate(samples):
+                self._samples.append({"case_id": case_id, "sample": index, "latency_ms": latency})
+            self._results.append(row)
+        except OSError as err:
+            raise ExecutionError(f"cannot write {_oserror(self.run_dir, err)}; the rows written before are kept: "
+                                 f"make room, then continue with `rpbench sweep --resume {self.run_dir}`") from None
 
     def record_environment(self, env: Mapping[str, Any]) -> None:
         """Write env.json; a resume (the dir already has finished cases) keeps the environment the run started in
-        and adds its own under `resumed`."""
-        first = load_env(self.run_dir) if self.finished_case_ids() else {}
+        and adds its own under `resumed`. An env.json that is not a JSON object is kept aside, never overwritten."""
+        first: dict[str, Any] = {}
+        if self.finished_case_ids():
+            first, problem = _read_env(self.run_dir / ENV)
+            if problem:
+                kept = _set_aside(self.run_dir / ENV)
+                env = {**env, "previous_env": f"{problem}; kept as {kept.name}"}
         if first:
             env = {**first, "resumed": [*first.get("resumed", []), dict(env)]}
-        (self.run_dir / ENV).write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+        write_text(self.run_dir / ENV, json.dumps(env, indent=2, default=str) + "\n")
 
     def record_suite(self, text: str) -> None:
         """Keep a copy of the suite file as the run started it (a resume leaves the first copy)."""
         path = self.run_dir / SUITE
         if not path.exists():
-            path.write_text(text, encoding="utf-8")
+            write_text(path, text)
 
     def trace_path(self, case_id: str) -> Path:
         """Where the profiler trace of a case goes (the profiler writes the file)."""
@@ -140,17 +116,34 @@ class RunWriter:
         return path.relative_to(self.run_dir).as_posix()
 
 
-def _read_csv(path: Path, columns: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
-    """Read an append-only CSV, ignoring a half-written last line (a sweep killed mid-write)."""
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    dtypes = {name: dtype for name, (dtype, _) in columns.items() if dtype != "boolean"}
-    frame = pd.read_csv(io.StringIO(text), dtype=dtypes, keep_default_na=True)
-    for name, (dtype, _) in columns.items():
-        if dtype == "boolean" and name in frame:
-            frame[name] = frame[name].map({True: True, False: False, "true": True, "false": False}).astype("boolean")
-    return frame
+def write_text(path: Path, text: str) -> None:
+    """Write a whole file atomically (a temporary beside it, then a rename); ResultsError with one line."""
+    partial = path.with_name(path.name + ".tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise ResultsError(f"cannot write {_oserror(path, err)}") from None
+
+
+def _read_env(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(env.json as a dict, None), or ({}, what is wrong with it); a missing file is ({}, None)."""
+    if not path.exists():
+        return {}, None
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {}, f"{ENV} was unreadable ({type(err).__name__})"
+    if not isinstance(env, dict):
+        return {}, f"{ENV} held a JSON {type(env).__name__}, not an object"
+    return env, None
+
+
+def _set_aside(path: Path) -> Path:
+    kept = path.with_name(f"{path.stem}.invalid-{datetime.now().strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    os.replace(path, kept)
+    return kept
 
 
 def results_path(path: str | Path) -> Path:
@@ -167,13 +160,7 @@ def results_path(path: str | Path) -> Path:
 def load(path: str | Path) -> pd.DataFrame:
     """A results dir as a DataFrame with the schema's dtypes; one-line ResultsError when it is not one."""
     csv_path = results_path(path)
-    try:
-        frame = _read_csv(csv_path, COLUMNS)
-    except pd.errors.EmptyDataError:
-        raise ResultsError(f"{csv_path}: empty file, no header") from None
-    except (ValueError, pd.errors.ParserError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ResultsError(f"{csv_path}: unreadable results table ({first})") from None
+    frame = csvfile.read(csv_path, COLUMNS)
     required = ("case_id", "attention", "tokens", "status", "latency_ms_median")
     missing = [col for col in required if col not in frame.columns]
     if missing:
@@ -207,16 +194,12 @@ def load_samples(path: str | Path) -> pd.DataFrame:
     samples = run_dir / SAMPLES
     if not samples.is_file() or samples.stat().st_size == 0:
         return pd.DataFrame({c: pd.Series(dtype=d) for c, (d, _) in SAMPLE_COLUMNS.items()})
-    return _read_csv(samples, SAMPLE_COLUMNS)
+    return csvfile.read(samples, SAMPLE_COLUMNS)
 
 
 def load_env(path: str | Path) -> dict[str, Any]:
-    """env.json of a run dir, {} when absent or unreadable."""
-    env = results_path(path).parent / ENV
-    try:
-        return json.loads(env.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """env.json of a run dir, {} when absent, unreadable or not a JSON object (the reports then say "not recorded")."""
+    return _read_env(results_path(path).parent / ENV)[0]
 
 
 def suite_copy(run_dir: str | Path) -> Path:
@@ -227,21 +210,34 @@ def suite_copy(run_dir: str | Path) -> Path:
     return path
 
 
-def holds_results(run_dir: str | Path) -> bool:
-    """True when the dir already has a results table (a new sweep must not write into it)."""
-    return (Path(run_dir) / RESULTS).exists()
+def make_dir(path: str | Path, flag: str) -> Path:
+    """Create an output dir (and its parents) for the option `flag`; ResultsError with one line when it is a file,
+    lies under a file, cannot be created or is not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"{flag} {path}: is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ResultsError(f"{flag} {path}: cannot create it ({err.strerror or err})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ResultsError(f"{flag} {path}: not writable")
+    return path
 
 
 def write_file(path: str | Path, content: str | bytes) -> Path:
     """Write one output file (a report or an export); ResultsError with one line when it cannot be written."""
     path = Path(path)
+    partial = path.with_name(path.name + ".tmp")
     try:
         if isinstance(content, bytes):
-            path.write_bytes(content)
+            partial.write_bytes(content)
         else:
-            path.write_text(content, encoding="utf-8")
+            partial.write_text(content, encoding="utf-8")
+        os.replace(partial, path)  # a reader (or a kill) sees the old file or the new one, never half of one
     except OSError as err:
-        raise ResultsError(f"cannot write {path}: {err.strerror or err}") from None
+        partial.unlink(missing_ok=True)
+        raise ResultsError(f"cannot write {_oserror(path, err)}") from None
     return path
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import backbones
-from ..core.case import Case, Layout
-from .fields import run_axes, suite_error, typed_list
+from ..core.case import Case, Layout, text_problem
+from .fields import check_input_size, run_axes, suite_error, typed_list
 
 BACKBONE_AXES = {"backbone", "resolution", "batch", "dtype", "mode", "device"}
 LAYOUT_KEYS = {"label", "attention", "pattern"}
@@ -44,8 +44,10 @@ def _layout_entries(path: Path, layouts: Any, names: list[str]) -> list[tuple[st
         if not isinstance(entry, dict):
             raise suite_error(path, key, "must be a table")
         label = entry.get("label", entry.get("attention", "own"))
-        if not isinstance(label, str) or not label or label in labels:
-            raise suite_error(path, f"{key}.label", f"needs a unique non-empty label, got {label!r}")
+        problem = text_problem(label, "label") or (f"{label!r} used twice; labels must be unique"
+                                                   if label in labels else None)
+        if problem:
+            raise suite_error(path, f"{key}.label", problem)
         labels.add(label)
         overrides = {k: v for k, v in entry.items() if isinstance(v, dict)}
         stray = sorted(set(overrides) - set(backbones.available()))
@@ -81,7 +83,9 @@ def expand_backbone(path: Path, axes: dict[str, Any], layouts: Any, device_overr
         for name, resolution, batch, dtype, mode, device in itertools.product(
             names, resolutions, batches, dtypes, modes, devices
         ):
-            cases.append(backbone_case(name, per_backbone[name], label, resolution, batch, dtype, mode, device))
+            case = backbone_case(name, per_backbone[name], label, resolution, batch, dtype, mode, device)
+            check_input_size(path, "axes", batch, case.tokens, case.dim)
+            cases.append(case)
     return cases
 
 

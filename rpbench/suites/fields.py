@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core.case import DEVICES, DTYPES, MODES
+from ..core.case import DEVICES, DTYPES, MAX_INPUT_ELEMENTS, MODES, SIZE_LIMITS
 from ..core.errors import SuiteError
 
 
@@ -22,9 +22,10 @@ def as_list(path: Path, key: str, value: Any) -> list[Any]:
     return values
 
 
-def typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[Any] | None = None,
-               minimum: int | None = 1) -> list[Any]:
+def typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[Any] | None = None) -> list[Any]:
+    """The axis as a list of `kind` values; integers must lie in SIZE_LIMITS of the key's last part."""
     values = as_list(path, key, value)
+    low, high = SIZE_LIMITS.get(key.rsplit(".", 1)[-1], (1, None))
     for item in values:
         if kind is int and (not isinstance(item, int) or isinstance(item, bool)):
             raise suite_error(path, key, f"expected integers, got {item!r}")
@@ -32,27 +33,43 @@ def typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[A
             raise suite_error(path, key, f"expected strings, got {item!r}")
         if allowed is not None and item not in allowed:
             raise suite_error(path, key, f"{item!r} is not allowed; choose from {', '.join(map(str, allowed))}")
-        if kind is int and minimum is not None and item < minimum:
-            raise suite_error(path, key, f"{item} must be >= {minimum}")
+        if kind is int and item < low:
+            raise suite_error(path, key, f"{item} must be >= {low}")
+        if kind is int and high is not None and item > high:
+            raise suite_error(path, key, f"{item} must be <= {high}")
     return values
 
 
 def parse_grid(text: Any, path: Path = Path("<cli>"), key: str = "tokens") -> tuple[int, int]:
-    """N (a square grid) or "HxW" -> (H, W)."""
+    """N (a square grid) or "HxW" -> (H, W); each side within SIZE_LIMITS["side"]."""
     if isinstance(text, int) and not isinstance(text, bool):
         side = math.isqrt(text) if text > 0 else 0
         if side * side != text or side == 0:
             raise suite_error(path, key, f"{text} is not a square number; give the grid as \"HxW\"")
-        return side, side
-    if isinstance(text, str):
+        return checked_grid(path, key, side, side)
+    if isinstance(text, str) and len(text) <= 40:
         parts = text.lower().split("x")
-        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        if len(parts) == 2 and all(p.strip().isascii() and p.strip().isdigit() for p in parts):
             height, width = (int(p) for p in parts)
             if height > 0 and width > 0:
-                return height, width
-        if text.strip().isdigit():
+                return checked_grid(path, key, height, width)
+        if text.strip().isascii() and text.strip().isdigit():
             return parse_grid(int(text), path, key)
     raise suite_error(path, key, f"{text!r} is not a token count or \"HxW\" grid")
+
+
+def checked_grid(path: Path, key: str, height: int, width: int) -> tuple[int, int]:
+    low, high = SIZE_LIMITS["side"]
+    if not (low <= height <= high and low <= width <= high):
+        raise suite_error(path, key, f"{height}x{width}: each side of the token grid must be <= {high}")
+    return height, width
+
+
+def check_input_size(path: Path, key: str, batch: int, tokens: int, dim: int) -> None:
+    """Refuse a layer input larger than MAX_INPUT_ELEMENTS (batch · N · C), before anything is allocated."""
+    if batch * tokens * dim > MAX_INPUT_ELEMENTS:
+        raise suite_error(path, key, f"batch {batch} × N {tokens} × dim {dim} = {batch * tokens * dim:.3g} input "
+                          f"elements; at most {MAX_INPUT_ELEMENTS:.3g}")
 
 
 def resolve_device(device: str) -> str:
@@ -64,6 +81,13 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cuda_missing() -> bool:
+    """True when torch sees no CUDA GPU (a case asking for cuda cannot run here)."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def run_axes(path: Path, axes: dict[str, Any], device_override: str | None
              ) -> tuple[list[int], list[str], list[str], list[str]]:
     """The axes every scope shares: batch, dtype, mode and device (resolved; --device overrides)."""
@@ -72,4 +96,7 @@ def run_axes(path: Path, axes: dict[str, Any], device_override: str | None
     modes = typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
     devices = [device_override] if device_override else typed_list(
         path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
+    if "cuda" in devices and cuda_missing():
+        raise suite_error(path, "axes.device", "cuda, but torch sees no CUDA GPU here; use device = \"auto\" or "
+                          "--device cpu")
     return batches, dtypes, modes, list(dict.fromkeys(resolve_device(d) for d in devices))

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import attentions
 
 from .. import backbones
-from ..core.case import DEVICES, DTYPES, MODES, Case, CaseFlags
+from ..core.case import DEVICES, DTYPES, MODES, SIZE_LIMITS, Case, CaseFlags
 from ..core.errors import UsageError
 from .backbone import backbone_case
-from .fields import parse_grid, resolve_device
+from .fields import check_input_size, checked_grid, parse_grid, resolve_device
 
 
 def parse_knobs(items: list[str]) -> dict[str, object]:
@@ -21,7 +22,7 @@ def parse_knobs(items: list[str]) -> dict[str, object]:
             raise UsageError(f"--knob {item!r}: expected key=value")
         try:
             value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             value = raw.strip()
         knobs[key.strip()] = value
     return knobs
@@ -33,9 +34,10 @@ def case_from_flags(flags: CaseFlags) -> Case:
                                  ("device", flags.device, DEVICES)):
         if value not in allowed:
             raise UsageError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
-    for name in ("dim", "heads", "batch", "patch"):
-        if getattr(flags, name) < 1:
-            raise UsageError(f"--{name} must be >= 1")
+    for name in ("dim", "heads", "batch", "patch", "m", "resolution"):
+        value, (low, high) = getattr(flags, name), SIZE_LIMITS[name]
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"--{name} {value}: must be between {low} and {high}")
     knobs = parse_knobs(flags.knobs)
     if flags.backbone is not None:
         return _backbone_case(flags, knobs)
@@ -56,6 +58,8 @@ def case_from_flags(flags: CaseFlags) -> Case:
         if "m" not in spec.knobs:
             raise UsageError(f"--m: {flags.attention} has no m knob (its knobs: {', '.join(spec.knobs) or 'none'})")
         knobs["m"] = flags.m
+    checked_grid(Path("<cli>"), given[0], height, width)
+    check_input_size(Path("<cli>"), "--batch × N × --dim", flags.batch, height * width, flags.dim)
     resolved = spec.resolve(knobs)
     reason = spec.check(grid=(height, width), dim=flags.dim, num_heads=flags.heads, **resolved)
     if reason:

@@ -7,8 +7,8 @@ from typing import Any
 
 import attentions
 
-from ..core.case import Case
-from .fields import as_list, parse_grid, run_axes, suite_error, typed_list
+from ..core.case import Case, text_problem
+from .fields import as_list, check_input_size, checked_grid, parse_grid, run_axes, suite_error, typed_list
 
 LAYER_AXES = {"tokens", "resolution", "patch", "m", "batch", "dim", "heads", "dtype", "mode", "device"}
 
@@ -26,8 +26,9 @@ def attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[str
         if name not in attentions.available():
             raise suite_error(path, f"{key}.name", f"unknown mechanism {name!r}; available: {', '.join(attentions.available())}")
         label = entry.get("label", name)
-        if not isinstance(label, str) or not label:
-            raise suite_error(path, f"{key}.label", "must be a non-empty string")
+        problem = text_problem(label, "label")
+        if problem:
+            raise suite_error(path, f"{key}.label", problem)
         if label in labels:
             raise suite_error(path, f"{key}.label", f"label {label!r} used twice; labels must be unique")
         labels.add(label)
@@ -48,13 +49,17 @@ def _layer_sizes(path: Path, axes: dict[str, Any]) -> list[tuple[int, int, int |
         if "patch" in axes:
             raise suite_error(path, "axes.patch", "only valid with resolution")
         return [(*parse_grid(t, path), None, None) for t in as_list(path, "axes.tokens", axes["tokens"])]
-    patch = axes.get("patch")
-    if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1:
+    if "patch" not in axes:
         raise suite_error(path, "axes.patch", "resolution needs patch = <positive int>")
+    patch = axes["patch"]
+    if isinstance(patch, list) or not isinstance(patch, int) or isinstance(patch, bool):
+        raise suite_error(path, "axes.patch", f"resolution needs patch = <positive int>, got {patch!r}")
+    typed_list(path, "axes.patch", patch, int)
     sizes = []
     for res in typed_list(path, "axes.resolution", axes["resolution"], int):
         if res % patch:
             raise suite_error(path, "axes.resolution", f"{res} is not divisible by patch {patch}")
+        checked_grid(path, "axes.resolution", res // patch, res // patch)
         sizes.append((res // patch, res // patch, res, patch))
     return sizes
 
@@ -81,6 +86,7 @@ def expand_layer(path: Path, axes: dict[str, Any], entries: Any, device_override
             if m is not None:
                 case_knobs["m"] = m
             resolved = attentions.spec(name).resolve(case_knobs)
+            check_input_size(path, "axes", batch, height * width, dim)
             cases.append(
                 Case(scope="layer", attention=name, label=label, knobs=tuple(sorted(resolved.items())),
                      batch=batch, height=height, width=width, dim=dim, heads=head, dtype=dtype, mode=mode,

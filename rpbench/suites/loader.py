@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.case import SCOPES, TIMING_TYPES, Suite, Timing
+from ..core.case import SCOPES, TIMING_TYPES, Suite, Timing, text_problem
 from ..core.errors import SuiteError
 from .backbone import expand_backbone
 from .fields import suite_error
@@ -40,6 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+MAX_SUITE_BYTES = 1_000_000
 TOP_KEYS = {"name", "description", "scope", "axes", "measure", "attention", "layout"}
 
 
@@ -53,18 +54,34 @@ def _timing(path: Path, table: Any) -> Timing:
         if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             raise suite_error(path, f"measure.{key}", f"must be {names}, got {value!r}")
-        if not isinstance(value, bool) and value < 0:
-            raise suite_error(path, f"measure.{key}", f"must be >= 0, got {value}")
-    return Timing(**table)
+    timing = Timing(**table)
+    for key, problem in timing.problems():
+        raise suite_error(path, f"measure.{key}", problem)
+    return timing
+
+
+def _text(path: Path, data: dict[str, Any], key: str, default: str) -> str:
+    value = data.get(key, default)
+    problem = text_problem(value, key)
+    if problem:
+        raise suite_error(path, key, problem)
+    return value
 
 
 def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
     """Parse and validate a suite file into its cases; raises SuiteError with one line."""
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as err:
         raise SuiteError(f"{path}: cannot read ({err.strerror or err})") from None
+    if len(raw) > MAX_SUITE_BYTES:
+        raise SuiteError(f"{path}: {len(raw)} bytes; a suite file is at most {MAX_SUITE_BYTES} bytes of TOML")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SuiteError(f"{path}: not a UTF-8 text file (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
+                         f"a suite is TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -72,10 +89,8 @@ def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise suite_error(path, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
-    name = data.get("name", path.stem)
-    description = data.get("description", "")
-    if not isinstance(name, str) or not isinstance(description, str):
-        raise suite_error(path, "name", "name and description must be strings")
+    name = _text(path, data, "name", path.stem)
+    description = _text(path, data, "description", "")
     scope = data.get("scope", "layer")
     if scope not in SCOPES:
         raise suite_error(path, "scope", f"{scope!r} is not allowed; choose from {', '.join(SCOPES)}")

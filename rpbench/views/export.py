@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table (pandas' own needs the optional tabulate package)."""
 
     def cell(value: object) -> str:
-        return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+        # Text only: HTML as entities, markdown's link/emphasis/code characters escaped, one line per cell.
+        text = html.escape(" ".join(str(value).split()), quote=False)
+        return re.sub(r"([\\`*_|]|(?<=\])\()", r"\\\1", text)  # `](` escaped: never a link
 
     lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]

@@ -35,6 +35,12 @@ class _Colors:
         return self._assigned[name]
 
 
+def as_text(value: object) -> str:
+    """User text (labels, settings) for plotly, which renders a subset of HTML in every string and fills `%{…}` in
+    hover templates: entities instead of markup, so `<a href=…>` or `<span style=…>` shows as written."""
+    return html.escape(str(value), quote=True).replace("%", "&#37;").replace("{", "&#123;").replace("}", "&#125;")
+
+
 def _facet_grid(facets: list[str]) -> tuple[int, int]:
     cols = 1 if len(facets) == 1 else 2
     return math.ceil(len(facets) / cols), cols
@@ -55,7 +61,7 @@ def _curve_figure(
     """Log-log lines (median with markers) per `line` value, optionally with a shaded p20–p80 band, per facet."""
     facets = sorted(data["facet"].unique())
     rows, cols = _facet_grid(facets)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=facets if facets != [""] else None)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[as_text(f) for f in facets] if facets != [""] else None)
     shown: set[str] = set()
     for index, facet in enumerate(facets):
         row, col = index // cols + 1, index % cols + 1
@@ -75,7 +81,7 @@ def _curve_figure(
                         line={"width": 0},
                         hoverinfo="skip",
                         showlegend=False,
-                        legendgroup=name,
+                        legendgroup=as_text(name),
                     ),
                     row=row,
                     col=col,
@@ -85,11 +91,11 @@ def _curve_figure(
                     x=xs,
                     y=group[y].astype(float).tolist(),
                     mode="lines+markers",
-                    name=name,
-                    legendgroup=name,
+                    name=as_text(name),
+                    legendgroup=as_text(name),
                     showlegend=name not in shown,
                     line={"color": color},
-                    hovertemplate=f"{html.escape(name)}<br>{x_title}: %{{x:,}}<br>{y_title}: %{{y:.4g}}<extra></extra>",
+                    hovertemplate=f"{as_text(name)}<br>{x_title}: %{{x:,}}<br>{y_title}: %{{y:.4g}}<extra></extra>",
                 ),
                 row=row,
                 col=col,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -125,13 +126,26 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     return _table(header, rows, classes)
 
 
+_RUN_DIR_LINK = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+
+def run_dir_link(value: object) -> str:
+    """A trace path as a link only when it is a plain relative path inside the run dir (no scheme such as
+    `javascript:`, no `..`, not absolute); anything else is shown as text."""
+    text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    inside = _RUN_DIR_LINK.fullmatch(text) is not None and ".." not in text.split("/")
+    if not inside:
+        return _esc(text)
+    return f'<a href="{html.escape(text, quote=True)}">{_esc(text)}</a>'
+
+
 def _traces_html(summary: pd.DataFrame) -> str:
     traced = summary[summary["trace"].notna() & (summary["trace"].astype("string").str.strip() != "")]
     if traced.empty:
         return ""
     rows = [
         [(_esc(row["case_id"]), "text"), (_esc(row["line"]), "text"), (_esc(fmt_int(row["tokens"])), ""),
-         (f'<a href="{html.escape(str(row["trace"]), quote=True)}">{_esc(row["trace"])}</a>', "text")]
+         (run_dir_link(row["trace"]), "text")]
         for _, row in traced.iterrows()
     ]
     note = "<p>Open a trace in Perfetto (ui.perfetto.dev) or chrome://tracing; paths are relative to the run dir.</p>"

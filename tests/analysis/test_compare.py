@@ -104,7 +104,7 @@ def test_throughput_and_memory_metrics_point_the_right_way(run_a, tmp_path):
     "extra,message",
     [
         (("--metric", "speed"), "'speed' is not one of 'latency', 'throughput', 'memory'"),
-        (("--threshold", "-1"), "threshold must be >= 0"),
+        (("--threshold", "-1"), "threshold must be between 0 and 1e+06 %"),
     ],
 )
 def test_bad_options_fail_with_one_line(run_a, extra, message):

@@ -1,6 +1,8 @@
 """Exact identities for dense-naive, window, grid and sra (float64, small CPU problems)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -263,17 +265,20 @@ def test_sra_state_dict_matches_pvt_v2_attention():
     ("name", "grid", "knobs", "fragment"),
     [
         ("window", (16, 16), {"window": 4, "shift": 4}, "shift 4"),
-        ("window", (16, 16), {"window": 4, "shift": -1}, "shift must be >= 0"),
-        ("window", (16, 16), {"window": 0}, "window must be >= 1"),
-        ("grid", (16, 16), {"window": 0}, "must be >= 1, got 0"),
+        ("window", (16, 16), {"window": 4, "shift": -1}, "knob shift must be in [0, 16384], got -1"),
+        ("window", (16, 16), {"window": 0}, "knob window must be in [1, 16384], got 0"),
+        ("grid", (16, 16), {"window": 0}, "knob window must be in [1, 16384], got 0"),
         ("sra", (4, 64), {"sr_ratio": 8}, "smaller than sr_ratio 8"),
-        ("sra", (8, 8), {"sr_ratio": 0}, "sr_ratio must be >= 1"),
+        ("sra", (8, 8), {"sr_ratio": 0}, "knob sr_ratio must be in [1, 4096], got 0"),
+        ("agent", (7, 7), {"m": 64}, "m=64 agents for N=49 tokens; m must be at most N"),
+        ("cbsa", (7, 7), {"m": 64}, "m=64 representatives for N=49 tokens"),
+        ("focused", (8, 8), {"focusing_factor": 0}, "knob focusing_factor must be in [1, 16], got 0"),
     ],
 )
 def test_check_gives_one_line_reason(name, grid, knobs, fragment):
     reason = attentions.spec(name).check(grid=grid, dim=384, num_heads=6, **knobs)
     assert isinstance(reason, str) and fragment in reason and "\n" not in reason
-    with pytest.raises(attentions.UnsupportedConfig, match=fragment):
+    with pytest.raises(attentions.UnsupportedConfig, match=re.escape(fragment)):
         attentions.build(name, dim=384, num_heads=6, grid=grid, **knobs)
 
 

@@ -244,7 +244,7 @@ def test_run_prints_one_row_as_json():
         (("--attention", "dense", "--tokens", "64", "--m", "4"), "has no m knob"),
         (("--attention", "dense", "--tokens", "64", "--dtype", "float8"), "--dtype"),
         (("--attention", "rpattention", "--tokens", "64", "--knob", "em_iters"), "key=value"),
-        (("--attention", "rpattention", "--tokens", "64", "--knob", "tau=-1"), "tau must be positive"),
+        (("--attention", "rpattention", "--tokens", "64", "--knob", "tau=-1"), "knob tau must be in [1e-06, 1e+06], got -1.0"),
         (("--attention", "dense", "--tokens", "64", "--device", "cuda"), "no CUDA GPU"),
     ],
 )

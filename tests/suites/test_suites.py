@@ -74,7 +74,7 @@ def test_resolution_axis_gives_patch_grid(tmp_path):
         (('tokens = [64, "4x8"]', "tokens = [65]"), "tokens", "not a square"),
         (('label = "rp-em2"', 'label = "dense"'), "attention[2].label", "used twice"),
         (("[[attention]]\nname = \"dense\"", "[measure]\nrepeat = -1\n[[attention]]\nname = \"dense\""),
-         "measure.repeat", ">= 0"),
+         "measure.repeat", "between 1 and 100000"),
     ],
 )
 def test_bad_suites_are_rejected_with_file_key_and_allowed(tmp_path, mutation, key, words):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -26,10 +27,17 @@ class SweepOutcome:
     skipped: int = 0
 
 
-def apply_threads(suite: Suite) -> None:
-    """Fix the CPU thread count for the whole run so every row measures with the same one."""
+@contextmanager
+def fixed_threads(suite: Suite) -> Iterator[None]:
+    """Fix the CPU thread count for the whole run so every row measures with the same one; the process's own count
+    is restored afterwards (a sweep run from Python leaves no trace)."""
+    before = torch.get_num_threads()
     if suite.timing.threads:
         torch.set_num_threads(suite.timing.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def ceilings_for(cases: list[Case]) -> dict[str, Any] | None:
@@ -64,7 +72,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Measure every case not already final in run_dir; each one is flushed to disk as it ends. The dir is locked
     against other writers throughout, and a resume must be the same sweep (see `rpbench.results.resume`)."""
-    with open_run(run_dir, record, resume) as writer:
+    with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
         return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile)
 
 
@@ -72,7 +80,6 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
                  on_start: Callable[[Case, int], None] | None, on_measured: Callable[[Measurement], None] | None,
                  profile: bool) -> SweepOutcome:
     done = writer.finished_case_ids()
-    apply_threads(suite)
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
     env["ceilings"] = ceilings_for(cases)

@@ -42,6 +42,8 @@ def doctor_command(
     from ..machine import ceilings, doctor
     from ..views.machine import render_doctor
 
+    if save is not None and (save.is_dir() or any(parent.is_file() for parent in save.parents)):
+        raise UsageError(f"--save {save}: not a file path (it is a directory, or lies under a file)")
     report = doctor.run(plain(device))
     cached = ceilings.save(report.ceilings)
     payload = json.dumps(report.to_json(), indent=2)

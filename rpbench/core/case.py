@@ -100,7 +100,9 @@ class Timing:
 
     def to_json(self) -> str:
         """The settings as compact JSON, sorted: the `timing` column of every row they produced."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        values = {key: float(value) if float in TIMING_TYPES.get(key, ()) and value is not None else value
+                  for key, value in asdict(self).items()}  # 1 and 1.0 are the same setting
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
 # The accepted Python types of each [measure] key, for the suite parser's one-line errors.

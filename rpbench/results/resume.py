@@ -67,16 +67,17 @@ def open_run(run_dir: str | Path, record: RunRecord, resume: bool) -> Iterator[R
     A new run (resume False) takes a new or empty dir, or one a failed start left without rows. A resume takes a
     run dir of the same sweep only: the same suite text (unedited since the start), filter and device, rows timed
     with the same settings, and every finished row's samples still on disk. Anything else is a ResultsError with one
-    line, raised before anything in the dir changes (the lock file aside)."""
+    line, raised before anything in the dir changes: the rules are checked before the lock is taken (so a refused
+    sweep leaves no trace) and again under it."""
     run_dir = Path(run_dir)
     _make_dir(run_dir, resume)
+    check = check_resume if resume else _check_new
+    check(run_dir, record)  # before the lock: a refused sweep leaves no trace in the dir
     lock = RunLock(run_dir)
     lock.acquire(record.command)
     try:
-        if resume:
-            check_resume(run_dir, record)
-        else:
-            _check_new(run_dir)
+        check(run_dir, record)  # again, now that no other writer can change the dir
+        if not resume:
             write_text(run_dir / SUITE, record.suite_text)
             write_text(run_dir / RUN, json.dumps(record.to_json(), indent=2) + "\n")
         yield RunWriter(run_dir)
@@ -93,7 +94,7 @@ def _make_dir(run_dir: Path, resume: bool) -> None:
         make_dir(run_dir, "--out")
 
 
-def _check_new(run_dir: Path) -> None:
+def _check_new(run_dir: Path, record: RunRecord) -> None:
     if _has_rows(run_dir):
         raise ResultsError(f"{run_dir} already holds results; use --resume {run_dir} to continue it, or another --out")
     stray = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))

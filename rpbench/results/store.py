@@ -149,11 +149,14 @@ def _set_aside(path: Path) -> Path:
 def results_path(path: str | Path) -> Path:
     """Resolve a run dir or a results.csv path, or raise ResultsError with one line."""
     path = Path(path)
-    csv_path = path / RESULTS if path.is_dir() else path
-    if not path.exists():
-        raise ResultsError(f"{path}: no such file or directory")
-    if not csv_path.is_file():
-        raise ResultsError(f"{path}: not a results dir (no {RESULTS} inside)")
+    try:
+        csv_path = path / RESULTS if path.is_dir() else path
+        if not path.exists():
+            raise ResultsError(f"{path}: no such file or directory")
+        if not csv_path.is_file():
+            raise ResultsError(f"{path}: not a results dir (no {RESULTS} inside)")
+    except OSError as err:  # a name too long, a loop of links
+        raise ResultsError(_oserror(path, err)) from None
     return csv_path
 
 
@@ -205,7 +208,11 @@ def load_env(path: str | Path) -> dict[str, Any]:
 def suite_copy(run_dir: str | Path) -> Path:
     """The suite.toml a run dir keeps (what `--resume` runs); ResultsError when the dir is not a run dir."""
     path = Path(run_dir) / SUITE
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as err:
+        raise ResultsError(f"--resume {_oserror(Path(run_dir), err)}") from None
+    if not found:
         raise ResultsError(f"--resume {run_dir}: not a results dir of rpbench (no {SUITE} inside)")
     return path
 
@@ -214,9 +221,9 @@ def make_dir(path: str | Path, flag: str) -> Path:
     """Create an output dir (and its parents) for the option `flag`; ResultsError with one line when it is a file,
     lies under a file, cannot be created or is not writable."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ResultsError(f"{flag} {path}: is a file, not a directory")
     try:
+        if path.exists() and not path.is_dir():
+            raise ResultsError(f"{flag} {path}: is a file, not a directory")
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ResultsError(f"{flag} {path}: cannot create it ({err.strerror or err})") from None

@@ -22,7 +22,9 @@ def _matches(case: Case, term: str) -> bool:
 
 def filter_cases(cases: list[Case], expression: str | None) -> list[Case]:
     """Comma-separated terms, all must match: `rpattention`, `label=rp*`, `tokens=4096`, `dtype=bfloat16`."""
-    if not expression:
+    if expression is None:
         return cases
     terms = [t.strip() for t in expression.split(",") if t.strip()]
+    if not terms:
+        raise SuiteError(f"--filter {expression!r}: no terms; give e.g. `rp*` or `tokens=4096`")
     return [case for case in cases if all(_matches(case, term) for term in terms)]

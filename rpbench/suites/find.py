@@ -24,8 +24,11 @@ def find_suite(name_or_path: str) -> Path:
     if name_or_path in shipped:
         return shipped[name_or_path]
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise SuiteError(f"{path}: no such suite file")
-        return path
+    try:
+        if path.suffix == ".toml" or path.exists():
+            if not path.is_file():
+                raise SuiteError(f"{path}: no such suite file")
+            return path
+    except OSError as err:  # a name too long, a loop of links
+        raise SuiteError(f"{path}: {err.strerror or err}") from None
     raise SuiteError(f"unknown suite {name_or_path!r}; shipped: {', '.join(shipped)} (or give a .toml path)")

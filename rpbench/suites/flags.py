@@ -39,10 +39,14 @@ def case_from_flags(flags: CaseFlags) -> Case:
         if value is not None and not low <= value <= high:
             raise UsageError(f"--{name} {value}: must be between {low} and {high}")
     knobs = parse_knobs(flags.knobs)
+    if flags.m is not None and "m" in knobs:
+        raise UsageError(f"--m {flags.m} and --knob m={knobs['m']!r} both set m; give one")
     if flags.backbone is not None:
         return _backbone_case(flags, knobs)
     if flags.attention is None:
         raise UsageError("--attention is required (see `rpbench list`)")
+    if flags.layout is not None:
+        raise UsageError("--layout places an attention in a backbone's stages; it needs --backbone")
     given = [flag for flag, value in (("--tokens", flags.tokens), ("--grid", flags.grid),
                                       ("--resolution", flags.resolution)) if value is not None]
     if len(given) != 1:

@@ -25,11 +25,16 @@ def mechanisms_table(specs: Iterable[Any], flop_convention: str) -> Table:
 
 def knobs_table(specs: Iterable[Any]) -> Table:
     """What every knob does (suite keys, --m, --knob key=value)."""
-    table = Table("mechanism", "knob", "default", "choices", "what it does", title="knobs")
+    table = Table("mechanism", "knob", "default", "choices / range", "what it does", title="knobs")
     for spec in specs:
         for knob_name, knob in spec.knobs.items():
-            choices = ", ".join(map(str, knob.choices)) if knob.choices else "-"
-            table.add_row(*_texts(spec.name, knob_name, repr(knob.default), choices, knob.doc))
+            if knob.choices:
+                allowed = ", ".join(map(str, knob.choices))
+            elif knob.low is not None or knob.high is not None:
+                allowed = f"{'-inf' if knob.low is None else f'{knob.low:g}'} to {'inf' if knob.high is None else f'{knob.high:g}'}"
+            else:
+                allowed = "-"
+            table.add_row(*_texts(spec.name, knob_name, repr(knob.default), allowed, knob.doc))
     return table
 
 

@@ -83,11 +83,11 @@ class Timing:
     def problems(self) -> list[tuple[str, str]]:
         """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
         found = []
+        cores = os.cpu_count() or 1
         for key, (low, high) in TIMING_LIMITS.items():
             value = getattr(self, key)
             if value is None:
                 continue
-            cores = os.cpu_count() or 1
             if key == "threads" and isinstance(value, int) and value > cores:
                 found.append((key, f"{value} is more than the {cores} logical CPUs here"))
                 continue

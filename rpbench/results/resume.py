@@ -20,7 +20,11 @@ from ..core.errors import ResultsError
 from ..core.schema import COLUMNS, SAMPLE_COLUMNS
 from . import csvfile
 from .lock import RunLock
-from .store import RESULTS, RUN, RUN_FILES, SAMPLES, SUITE, RunWriter, make_dir, suite_copy, write_text
+from .store import RESULTS, RUN, RUN_FILES, SAMPLES, SUITE, RunWriter, make_dir, suite_copy, write_file
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class RunRecord:
 
     @property
     def suite_sha256(self) -> str:
-        return hashlib.sha256(self.suite_text.encode("utf-8")).hexdigest()
+        return sha256_text(self.suite_text)
 
     def to_json(self) -> dict[str, Any]:
         return {"suite": self.suite, "suite_sha256": self.suite_sha256, "timing": json.loads(self.timing),
@@ -78,8 +82,8 @@ def open_run(run_dir: str | Path, record: RunRecord, resume: bool) -> Iterator[R
     try:
         check(run_dir, record)  # again, now that no other writer can change the dir
         if not resume:
-            write_text(run_dir / SUITE, record.suite_text)
-            write_text(run_dir / RUN, json.dumps(record.to_json(), indent=2) + "\n")
+            write_file(run_dir / SUITE, record.suite_text)
+            write_file(run_dir / RUN, json.dumps(record.to_json(), indent=2) + "\n")
         yield RunWriter(run_dir)
     finally:
         lock.release()
@@ -116,7 +120,7 @@ def check_resume(run_dir: Path, record: RunRecord) -> None:
     """ResultsError when resuming `run_dir` with `record` would mix two sweeps or build on lost data."""
     kept_text = suite_copy(run_dir).read_bytes().decode("utf-8", errors="replace")
     started = recorded_run(run_dir)
-    if started.get("suite_sha256") not in (None, hashlib.sha256(kept_text.encode("utf-8")).hexdigest()):
+    if started.get("suite_sha256") not in (None, sha256_text(kept_text)):
         raise ResultsError(f"{run_dir / SUITE} was edited after the run started; its rows were measured with the "
                            f"first version. Restore it, or start a new dir with --out")
     if record.suite_text != kept_text:

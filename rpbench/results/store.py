@@ -63,9 +63,7 @@ class RunWriter:
         keep = samples["case_id"].isin(self.finished_case_ids())
         if keep.all():
             return
-        partial = path.with_suffix(".csv.tmp")
-        samples[keep].to_csv(partial, index=False)
-        os.replace(partial, path)  # atomic: a kill here leaves either the old or the new file
+        write_file(path, samples[keep].to_csv(index=False))  # atomic: a kill leaves the old file or the new one
 
     def finished_case_ids(self) -> set[str]:
         """Cases already written with a final status (skipped on resume)."""
@@ -99,13 +97,13 @@ class RunWriter:
                 env = {**env, "previous_env": f"{problem}; kept as {kept.name}"}
         if first:
             env = {**first, "resumed": [*first.get("resumed", []), dict(env)]}
-        write_text(self.run_dir / ENV, json.dumps(env, indent=2, default=str) + "\n")
+        write_file(self.run_dir / ENV, json.dumps(env, indent=2, default=str) + "\n")
 
     def record_suite(self, text: str) -> None:
         """Keep a copy of the suite file as the run started it (a resume leaves the first copy)."""
         path = self.run_dir / SUITE
         if not path.exists():
-            write_text(path, text)
+            write_file(path, text)
 
     def trace_path(self, case_id: str) -> Path:
         """Where the profiler trace of a case goes (the profiler writes the file)."""
@@ -114,17 +112,6 @@ class RunWriter:
     def relative(self, path: Path) -> str:
         """A path inside the run dir as the `trace` column stores it."""
         return path.relative_to(self.run_dir).as_posix()
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a whole file atomically (a temporary beside it, then a rename); ResultsError with one line."""
-    partial = path.with_name(path.name + ".tmp")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise ResultsError(f"cannot write {_oserror(path, err)}") from None
 
 
 def _read_env(path: Path) -> tuple[dict[str, Any], str | None]:

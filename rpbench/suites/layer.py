@@ -52,9 +52,9 @@ def _layer_sizes(path: Path, axes: dict[str, Any]) -> list[tuple[int, int, int |
     if "patch" not in axes:
         raise suite_error(path, "axes.patch", "resolution needs patch = <positive int>")
     patch = axes["patch"]
-    if isinstance(patch, list) or not isinstance(patch, int) or isinstance(patch, bool):
-        raise suite_error(path, "axes.patch", f"resolution needs patch = <positive int>, got {patch!r}")
-    typed_list(path, "axes.patch", patch, int)
+    if isinstance(patch, list):
+        raise suite_error(path, "axes.patch", f"one patch size, not a list: got {patch!r}")
+    typed_list(path, "axes.patch", patch, int)  # an integer within SIZE_LIMITS
     sizes = []
     for res in typed_list(path, "axes.resolution", axes["resolution"], int):
         if res % patch:

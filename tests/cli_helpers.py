@@ -22,6 +22,7 @@ device = "cpu"
 [measure]
 warmup_ms = 1
 repeat = 5
+rounds = 1
 {attention}
 """
 

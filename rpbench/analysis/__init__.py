@@ -7,7 +7,8 @@ Pure pandas/numpy (no torch, no scipy) so reports open anywhere a results dir ca
 from __future__ import annotations
 
 from ..core.errors import AnalysisError
-from .compare import VERDICTS, Comparison, compare_runs
+from .compare import VERDICTS, Comparison, compare_runs, run_differences
+from .flags import FLAG_KINDS, flag_counts, flag_summary
 from .metrics import METRICS, Metric, get_metric
 from .peaks import PEAK_TFLOPS, ceiling_rates, efficiency, float32_mode, peak_tflops
 from .run import RunAnalysis, analyse_run
@@ -20,6 +21,7 @@ from .table import DEFAULT_BASELINE, prepare, resolve_baseline
 __all__ = [
     "BEST_DIRECTIONS",
     "DEFAULT_BASELINE",
+    "FLAG_KINDS",
     "METRICS",
     "PEAK_TFLOPS",
     "SCALING_QUANTITIES",
@@ -38,12 +40,15 @@ __all__ = [
     "crossovers",
     "efficiency",
     "find_crossover",
+    "flag_counts",
+    "flag_summary",
     "fit_power_law",
     "float32_mode",
     "get_metric",
     "peak_tflops",
     "prepare",
     "resolve_baseline",
+    "run_differences",
     "scaling_exponents",
     "speedups",
     "student_t_cdf",

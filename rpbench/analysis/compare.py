@@ -1,19 +1,24 @@
 """The same cases in two runs, matched by case_id, with regressions told apart from noise.
 
 A change counts only when it exceeds the relative threshold AND the two runs' p20–p80 bands do not overlap,
-so a noisy case cannot fail a gate on its own spread.
+so a noisy case cannot fail a gate on its own spread. A case flagged in either run (disturbed, unstable,
+throttled, implausible: see `flags`) gets the verdict "flagged", never "regression". `run_differences` says what
+else differs between the runs (device, torch, timer, rounds): numbers from different setups are not comparable.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import pandas as pd
 
+from ..core.case import LEGACY_TIMING
 from ..core.errors import AnalysisError
 from .metrics import Metric
 from .table import prepare
 
-VERDICTS = ("regression", "improvement", "unchanged", "only in A", "only in B")
+VERDICTS = ("regression", "improvement", "flagged", "unchanged", "only in A", "only in B")
 
 
 @dataclass
@@ -28,15 +33,30 @@ class Comparison:
         found = self.cases["verdict"].value_counts()
         return {verdict: int(found.get(verdict, 0)) for verdict in VERDICTS}
 
+    @property
+    def shared(self) -> int:
+        """Cases present in both runs."""
+        counts = self.counts()
+        return len(self.cases) - counts["only in A"] - counts["only in B"]
+
     def summary_line(self) -> str:
         counts = self.counts()
+        if not self.shared:
+            return (f"no shared cases: A and B have no case_id in common ({counts['only in A']} only in A, "
+                    f"{counts['only in B']} only in B), so nothing was compared")
         regressions = counts["regression"]
         improvements = counts["improvement"]
         return (
             f"{regressions} regression{'s' * (regressions != 1)}, {improvements} improvement{'s' * (improvements != 1)}, "
-            f"{counts['unchanged']} unchanged, {counts['only in A']} only in A, {counts['only in B']} only in B "
-            f"({self.metric.label}, threshold {self.threshold_pct:g} % beyond the p20–p80 spread)"
+            f"{counts['unchanged']} unchanged, {counts['flagged']} flagged (left out), {counts['only in A']} only in A, "
+            f"{counts['only in B']} only in B ({self.metric.label}, threshold {self.threshold_pct:g} % beyond the "
+            f"p20–p80 spread)"
         )
+
+    def to_json(self) -> dict[str, Any]:
+        cases = self.cases.astype(object).where(self.cases.notna(), None)
+        return {"metric": self.metric.name, "threshold_pct": self.threshold_pct, "shared": self.shared,
+                "counts": self.counts(), "cases": cases.to_dict(orient="records")}
 
 
 def _side(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
@@ -49,6 +69,7 @@ def _side(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
             "tokens": prepared["tokens"],
             "status": prepared["status"].fillna("?").astype(str),
             "ok": prepared["ok"],
+            "flags": prepared["flags"],
             "value": prepared[metric.column].astype("Float64"),
             "low": low.astype("Float64").fillna(prepared[metric.column].astype("Float64")),
             "high": high.astype("Float64").fillna(prepared[metric.column].astype("Float64")),
@@ -64,6 +85,9 @@ def _judge(a: pd.Series, b: pd.Series, metric: Metric, threshold_pct: float) -> 
         if b["ok"]:
             return "improvement", f"status {a['status']} → ok"
         return "unchanged", f"status {a['status']} → {b['status']}"
+    flagged = [f"{side}: {row['flags']}" for side, row in (("A", a), ("B", b)) if pd.notna(row["flags"])]
+    if flagged:
+        return "flagged", "; ".join(flagged)
     if pd.isna(a["value"]) or pd.isna(b["value"]) or a["value"] <= 0:
         return "unchanged", f"no {metric.label} value"
     change = 100 * (b["value"] / a["value"] - 1)
@@ -111,3 +135,34 @@ def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, t
     order = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
     cases = cases.sort_values(["verdict", "series", "tokens"], key=lambda s: s.map(order) if s.name == "verdict" else s)
     return Comparison(cases.reset_index(drop=True), metric, threshold_pct)
+
+
+def _timing_rounds(frame: pd.DataFrame) -> set[int]:
+    found = set()
+    for text in frame.get("timing", pd.Series(dtype="string")).dropna():
+        try:
+            found.add(int({**LEGACY_TIMING, **json.loads(text)}["rounds"]))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return found or {LEGACY_TIMING["rounds"]}
+
+
+def _described(values: set[Any]) -> str:
+    return ", ".join(sorted(map(str, values))) or "not recorded"
+
+
+def run_differences(frame_a: pd.DataFrame, env_a: Mapping[str, Any], frame_b: pd.DataFrame,
+                    env_b: Mapping[str, Any]) -> list[str]:
+    """What differs between two runs that makes their numbers incomparable: device, torch version, timer, rounds."""
+    facts = {
+        "device": lambda frame, env: set(frame["device_name"].dropna().astype(str)),
+        "torch": lambda frame, env: {str(env["torch"])} if env.get("torch") else set(),
+        "timer": lambda frame, env: set(frame["timer"].dropna().astype(str)),
+        "rounds": lambda frame, env: _timing_rounds(frame),
+    }
+    found = []
+    for name, read in facts.items():
+        a, b = read(frame_a, env_a), read(frame_b, env_b)
+        if a and b and a != b:
+            found.append(f"{name}: A {_described(a)}, B {_described(b)}")
+    return found

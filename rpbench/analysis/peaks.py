@@ -91,7 +91,10 @@ def ceiling_rates(env: Mapping[str, Any]) -> dict[str, float]:
 
 
 def efficiency(frame: pd.DataFrame, env: Mapping[str, Any]) -> pd.DataFrame:
-    """Achieved TFLOP/s per case and its share of the datasheet peak and of measured ceilings (env.json)."""
+    """Achieved TFLOP/s per case and its share of the datasheet peak and of measured ceilings (env.json).
+
+    A share above 100 % is never shown as a number: `pct_*` is left empty and `pct_*_broken` is True, because the
+    case cannot beat what the machine can do; the ceiling was measured under load, or a FLOP count is wrong."""
     mode = float32_mode(env)
     ceilings = ceiling_rates(env)
     peaks = [
@@ -109,6 +112,9 @@ def efficiency(frame: pd.DataFrame, env: Mapping[str, Any]) -> pd.DataFrame:
         },
         index=frame.index,
     )
-    result["pct_peak"] = 100 * result["tflops_s"] / result["peak_tflops"]
-    result["pct_ceiling"] = 100 * result["tflops_s"] / result["ceiling_tflops"]
+    for share, reference in (("pct_peak", "peak_tflops"), ("pct_ceiling", "ceiling_tflops")):
+        pct = 100 * result["tflops_s"] / result[reference]
+        broken = (pct > 100).fillna(False).astype(bool)
+        result[share] = pct.mask(broken)  # more than 100 % of a ceiling means the ceiling (or a FLOP count) is wrong
+        result[f"{share}_broken"] = broken
     return result

@@ -15,10 +15,12 @@ SCALING_QUANTITIES = {"latency": "latency_ms_median", "memory": "peak_mem_mb", "
 
 
 def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fitted exponent of latency, peak memory and FLOPs vs N for every curve with >= 3 measured sizes."""
+    """Fitted exponent of latency, peak memory and FLOPs vs N for every curve with >= 3 usable sizes; flagged rows
+    are left out (`left_out` counts them per curve)."""
     records = []
-    ok = frame[frame["ok"]]
-    for (_, _), rows in ok.groupby(["_context", "_variant"], sort=False):
+    ok = frame[frame["usable"]]
+    left_out = frame[frame["ok"] & frame["flagged"]].groupby(["_context", "_variant"]).size()
+    for (context, variant), rows in ok.groupby(["_context", "_variant"], sort=False):
         first = rows.iloc[0]
         for quantity, column in SCALING_QUANTITIES.items():
             values = rows[column].astype("Float64")
@@ -39,10 +41,11 @@ def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
                     "ci_high": fit.ci_high,
                     "r2": fit.r2,
                     "n_points": fit.n_points,
+                    "left_out": int(left_out.get((context, variant), 0)),
                 }
             )
     columns = ["context", "series", "line", "_context", "_variant", "quantity", "exponent", "ci_low", "ci_high", "r2"]
-    return pd.DataFrame.from_records(records, columns=[*columns, "n_points"])
+    return pd.DataFrame.from_records(records, columns=[*columns, "n_points", "left_out"])
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,12 @@ def _resolution_at(rows: pd.DataFrame, tokens: float) -> float | None:
 
 
 def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFrame:
-    """For every non-baseline curve, where it overtakes each baseline curve of the same context."""
+    """For every non-baseline curve, where it overtakes each baseline curve of the same context (from usable rows;
+    `left_out` counts the flagged rows of both curves)."""
     records = []
-    ok = frame[frame["ok"] & frame[metric.column].notna() & (frame[metric.column] > 0) & frame["tokens"].notna()]
+    measured = frame[metric.column].notna() & (frame[metric.column] > 0) & frame["tokens"].notna()
+    ok = frame[frame["usable"] & measured]
+    flagged = frame[frame["ok"] & frame["flagged"] & measured]
     is_base = ok["mechanism"] == baseline
     for (context, variant), mech in ok[~is_base].groupby(["_context", "_variant"], sort=False):
         if mech["tokens"].nunique() < 2:
@@ -112,6 +118,8 @@ def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFra
             if found.tokens is not None:
                 resolution = _resolution_at(pd.concat([mech, base]), found.tokens)
             first = mech.iloc[0]
+            out = flagged[(flagged["_context"] == context) & ((flagged["_variant"] == variant)
+                                                              | (flagged["mechanism"] == baseline))]
             records.append(
                 {
                     "context": first["context"],
@@ -124,7 +132,8 @@ def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFra
                     "status": found.status,
                     "tokens": found.tokens,
                     "resolution": resolution,
+                    "left_out": len(out),
                 }
             )
     columns = ["context", "series", "line", "_context", "_variant", "baseline", "metric", "status", "tokens"]
-    return pd.DataFrame.from_records(records, columns=[*columns, "resolution"])
+    return pd.DataFrame.from_records(records, columns=[*columns, "resolution", "left_out"])

@@ -15,7 +15,7 @@ def speedups(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFrame
     value = frame[metric.column].astype("Float64")
     low, high = metric.band(frame)
     parts = pd.DataFrame({"value": value, "low": low, "high": high, "_context": frame["_context"], "_size": frame["_size"]})
-    usable = frame["ok"] & value.notna() & (value > 0)
+    usable = frame["usable"] & value.notna() & (value > 0)  # flagged rows get no speedup and give none
     reference = (
         parts[usable & (frame["mechanism"] == baseline)]
         .groupby(["_context", "_size"])[["value", "low", "high"]]

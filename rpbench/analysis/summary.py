@@ -32,9 +32,10 @@ def case_summary(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | No
 
 
 def best_flags(summary: pd.DataFrame) -> pd.DataFrame:
-    """True where a case has the best value of a column among the ok cases of the same context and size."""
+    """True where a case has the best value of a column among the usable (ok, unflagged) cases of the same context
+    and size."""
     flags = pd.DataFrame(False, index=summary.index, columns=list(BEST_DIRECTIONS))
-    ok = summary[summary["ok"]]
+    ok = summary[summary["usable"]]
     for _, rows in ok.groupby(["_context", "_size"], sort=False):
         if len(rows) < 2:
             continue

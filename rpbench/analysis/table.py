@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.errors import AnalysisError
+from .flags import flag_rows
 
 DEFAULT_BASELINE = "dense"
 
@@ -49,7 +50,8 @@ def _series_names(frame: pd.DataFrame) -> pd.Series:
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns every view relies on: mechanism, series, context, flops, ok and the curve keys."""
+    """Add the derived columns every view relies on: mechanism, series, context, flops, ok, the curve keys, the
+    flags (`analysis.flags`) and `usable` (ok and not flagged: what fits, crossovers and speedups use)."""
     out = frame.copy()
     out["mechanism"] = out["label"].fillna(out["attention"]).fillna("?").astype(str)
     out["flops"] = out["flops_counted"].fillna(out["flops_analytic"]).astype("Float64")
@@ -65,6 +67,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     out["facet"] = [_describe(row, facets) for _, row in out.iterrows()] if facets else ""
     out["setting"] = [_describe(row, others) for _, row in out.iterrows()] if others else ""
     out["line"] = [f"{s} · {o}" if o else s for s, o in zip(out["series"], out["setting"])]
+    out = pd.concat([out, flag_rows(out)], axis=1)
+    out["usable"] = out["ok"] & ~out["flagged"]
     return out
 
 

@@ -17,8 +17,9 @@ import attentions
 
 from ..core.case import Case, Timing
 from ..core.errors import one_line
-from ..core.measurement import GpuReading, GpuTelemetry, Measurement, summarize
+from ..core.measurement import GpuReading, GpuTelemetry, Measurement, Round, summarize
 from ..machine import telemetry
+from ..machine.interference import LoadMonitor
 from ..machine.environment import cpu_model
 from .probes import peak_memory, sdpa_kernels_that_ran
 from .timing import MAX_TIMED_S, TIMER_NAMES, time_step
@@ -101,10 +102,13 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     start = _reading(gpu) if gpu is not None else None
 
     _check_finite(work)
-    notes = [_knobs_as_run(case), apply_fastest_sdpa(case, work)]
+    backend_note = apply_fastest_sdpa(case, work)
+    forced = getattr(work.module, "sdpa_backend", None) if backend_note else None
+    notes = [_knobs_as_run(case), backend_note]
     flops_counted = attentions.count_flops(lambda: (work.reset(), work.step()))
     kernels = sdpa_kernels_that_ran(work.step, work.reset)
-    samples = time_step(work.step, work.reset, case.device, timing)
+    first = timed_round(case, timing, work)
+    samples = first.samples
     notes.append(_capped(timing, len(samples)))
     memory = peak_memory(work.step, work.reset, case.device)
     notes.append(memory.note)
@@ -119,7 +123,32 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
         case=case, status="ok", notes=tuple(n for n in notes if n), samples=tuple(samples), **where,
         params=_params(work), flops_analytic=work.flops_analytic, flops_counted=flops_counted,
         sdpa_backend="+".join(kernels) if kernels else None, memory=memory, model=work.model, gpu=gpu_telemetry,
+        rounds=(first,), forced_backend=forced,
     )
+
+
+def timed_round(case: Case, timing: Timing, work: Workload, retry: bool = False) -> Round:
+    """One timed pass (warm-up and samples) with the load of other processes read around it."""
+    began = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    own_threads = torch.get_num_threads() if case.device == "cpu" else 1
+    cuda_index = torch.cuda.current_device() if case.device == "cuda" else None
+    with LoadMonitor(own_threads, cuda_index) as monitor:
+        samples = time_step(work.step, work.reset, case.device, timing)
+    return Round(samples=tuple(samples), load=monitor.load, retry=retry, started_at=began)
+
+
+def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = False) -> Round:
+    """Another round of a case measured before (`like`): rebuilt from its seed, with the SDPA backend the first
+    round chose. Raises what building or running raises; the sweep keeps the rounds it has."""
+    work = make_workload(case, describe=False)
+    try:
+        if like.forced_backend is not None:
+            work.module.sdpa_backend = like.forced_backend
+        return timed_round(case, timing, work, retry)
+    finally:
+        del work
+        release(case.device)
+
 
 
 def _knobs_as_run(case: Case) -> str | None:

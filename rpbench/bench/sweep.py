@@ -17,7 +17,7 @@ from ..machine import ceilings, environment
 from ..results.resume import RunRecord, open_run
 from ..results.store import RunWriter
 from .profile import trace_case
-from .runner import device_name, run_case
+from .rounds import measure_in_rounds
 
 
 @dataclass
@@ -41,9 +41,10 @@ def fixed_threads(suite: Suite) -> Iterator[None]:
 
 
 def ceilings_for(cases: list[Case]) -> dict[str, Any] | None:
-    """Ceilings `rpbench doctor` cached for the device this sweep runs on (reports show % of them)."""
+    """Ceilings `rpbench doctor` cached for the exact device this sweep runs on (for a CPU: with the threads the
+    sweep uses); reports show % of them."""
     devices = {case.device for case in cases}
-    return ceilings.cached(device_name(devices.pop())) if len(devices) == 1 else None
+    return ceilings.cached(ceilings.device_key(devices.pop())) if len(devices) == 1 else None
 
 
 def cooldown_seconds(suite: Suite, case: Case) -> float:
@@ -66,19 +67,20 @@ def run_sweep(
     run_dir: Path,
     record: RunRecord,
     resume: bool = False,
-    on_start: Callable[[Case, int], None] | None = None,
+    on_start: Callable[[Case, int, int], None] | None = None,
     on_measured: Callable[[Measurement], None] | None = None,
     profile: bool = False,
 ) -> SweepOutcome:
-    """Measure every case not already final in run_dir; each one is flushed to disk as it ends. The dir is locked
-    against other writers throughout, and a resume must be the same sweep (see `rpbench.results.resume`)."""
+    """Measure every case not already final in run_dir, in rounds (`rpbench.bench.rounds`); each case is flushed
+    to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
+    same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
         return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile)
 
 
 def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: str,
-                 on_start: Callable[[Case, int], None] | None, on_measured: Callable[[Measurement], None] | None,
-                 profile: bool) -> SweepOutcome:
+                 on_start: Callable[[Case, int, int], None] | None,
+                 on_measured: Callable[[Measurement], None] | None, profile: bool) -> SweepOutcome:
     done = writer.finished_case_ids()
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
@@ -89,16 +91,15 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
     outcome = SweepOutcome(run_dir=writer.run_dir)
     todo = [case for case in cases if case.case_id not in done]
     outcome.skipped = len(cases) - len(todo)
-    for index, case in enumerate(todo):
-        if index:
-            time.sleep(cooldown_seconds(suite, case))
-        if on_start:
-            on_start(case, index)
-        measured = run_case(case, suite.timing, suite=suite.name)
+
+    def final(measured: Measurement) -> None:
         if profile and measured.ok:
             measured = _with_trace(measured, writer)
         writer.append(measured)
         outcome.measurements.append(measured)
         if on_measured:
             on_measured(measured)
+
+    measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
+                      pause=lambda case: time.sleep(cooldown_seconds(suite, case)))
     return outcome

@@ -112,8 +112,9 @@ def make_layer_workload(case: Case) -> Workload:
     )
 
 
-def make_backbone_workload(case: Case) -> Workload:
-    """The whole model on seeded random images, with its MACs and the measured attention share."""
+def make_backbone_workload(case: Case, describe_model: bool = True) -> Workload:
+    """The whole model on seeded random images, with its MACs and the measured attention share (unless
+    `describe_model` is False: a later round of a case needs neither)."""
 
     def describe(model: nn.Module, images: torch.Tensor) -> ModelCosts:
         return ModelCosts(macs=backbones.count_macs(model, images[:1]),
@@ -125,12 +126,12 @@ def make_backbone_workload(case: Case) -> Workload:
         lambda: backbones.build(case.backbone, case.resolution, case.layout),
         (case.batch, 3, case.resolution, case.resolution),
         (case.batch, 1000),
-        describe=describe,
+        describe=describe if describe_model else None,
     )
 
 
-def make_workload(case: Case) -> Workload:
-    return make_backbone_workload(case) if case.scope == "backbone" else make_layer_workload(case)
+def make_workload(case: Case, describe: bool = True) -> Workload:
+    return make_backbone_workload(case, describe) if case.scope == "backbone" else make_layer_workload(case)
 
 
 def apply_fastest_sdpa(case: Case, work: Workload) -> str | None:

@@ -34,13 +34,17 @@ def run(
     max_batch: bool = typer.Option(False, "--max-batch", help="Double the batch from 1 until CUDA runs out of "
                                    "memory; report the largest batch that fits and the peak img/s (CUDA only)."),
     batch_limit: int = typer.Option(4096, "--batch-limit", help="Largest batch --max-batch tries (1 to 65536)."),
+    rounds: int = typer.Option(3, "--rounds", help="Timed passes, pooled into the row; their spread shows in "
+                               "round_spread_pct (1 to 100)."),
+    retries: int = typer.Option(2, "--retries", help="Passes taken again when other processes disturbed one "
+                                "(0 to 20)."),
     as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
-    """Measure one case and print its row."""
-    from ..bench.runner import run_case
+    """Measure one case and print its row (flags included: disturbed, unstable, noisy)."""
+    from ..bench.rounds import measure_in_rounds
     from ..views.terminal import row_table
 
-    timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms)
+    timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms, rounds=rounds, retries=retries)
     for key, problem in timing.problems():
         raise UsageError(f"--{key.replace('_', '-')} {problem}")
     if not 1 <= batch_limit <= SIZE_LIMITS["batch"][1]:
@@ -49,7 +53,9 @@ def run(
     if max_batch:
         _max_batch(case, timing, batch_limit, as_json)
         return
-    row = row_of(run_case(case, timing, suite="run"))
+    measured: list = []
+    measure_in_rounds([case], timing, "run", measured.append)
+    row = row_of(measured[0])
     if as_json:
         typer.echo(json.dumps(row, default=str, indent=2))
     else:

@@ -1,13 +1,15 @@
 """Commands on finished runs: `rpbench report`, `rpbench export` and `rpbench compare`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.text import Text
 
-from .app import command, console
+from ..core.errors import UsageError
+from .app import command, console, err_console
 from .options import ExportFormat, MetricName, plain
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
@@ -64,16 +66,36 @@ def compare_command(
     ),
     metric: MetricName = typer.Option("latency", "--metric", help=f"What to compare: {METRIC_HELP}."),
     fail_on_regression: bool = typer.Option(
-        False, "--fail-on-regression", help="Exit 1 when any case regressed (for CI gates)."
+        False, "--fail-on-regression", help="Exit 1 when any case regressed, or when the runs share no case (for CI "
+        "gates). Refused (exit 2) when the runs differ in device, torch, timer or rounds, unless --force."
     ),
+    force: bool = typer.Option(False, "--force", help="Gate with --fail-on-regression even when the runs differ in "
+                               "device, torch, timer or rounds (the differences are still printed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison (differences, counts, every case with "
+                                 "its verdict) as JSON instead of a table."),
 ) -> None:
-    """Match cases of two runs by case_id and flag regressions and improvements beyond noise."""
-    from ..analysis import compare_runs, get_metric
+    """Match cases of two runs by case_id and flag regressions and improvements beyond noise; cases flagged in either
+    run (disturbed, unstable, throttled, implausible) are left out."""
+    from ..analysis import compare_runs, get_metric, run_differences
     from ..results import store
     from ..views.compare import comparison_table
 
-    comparison = compare_runs(store.load(run_a), store.load(run_b), get_metric(plain(metric)), threshold)
-    console.print(comparison_table(comparison, f"A={run_a}", f"B={run_b}"))
-    console.print(comparison.summary_line(), highlight=False, markup=False)
-    if fail_on_regression and comparison.counts()["regression"]:
+    a, b = store.load_run(run_a), store.load_run(run_b)
+    comparison = compare_runs(a.frame, b.frame, get_metric(plain(metric)), threshold)
+    differences = run_differences(a.frame, a.env, b.frame, b.env)
+    if as_json:
+        typer.echo(json.dumps({"a": str(run_a), "b": str(run_b), "differences": differences,
+                               **comparison.to_json()}, indent=2, default=str))
+    else:
+        for difference in differences:
+            err_console.print(Text(f"warning: the runs differ in {difference}", style="yellow"))
+        if comparison.shared:
+            console.print(comparison_table(comparison, f"A={run_a}", f"B={run_b}"))
+        console.print(comparison.summary_line(), highlight=False, markup=False)
+    if not fail_on_regression:
+        return
+    if differences and not force:
+        raise UsageError("--fail-on-regression refuses to judge runs that differ in " + "; ".join(differences)
+                         + " (pass --force to gate anyway)")
+    if not comparison.shared or comparison.counts()["regression"]:
         raise typer.Exit(1)

@@ -72,7 +72,7 @@ def sweep(
 
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
                          report: bool) -> None:
-    from ..analysis import prepare
+    from ..analysis import flag_summary, prepare
     from ..bench.sweep import run_sweep
     from ..results import store
     from ..views.terminal import latency_grid
@@ -81,33 +81,45 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console,
     )
-    console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases -> {run_dir}"))
-    task = progress.add_task(_markup_free(loaded.name), total=len(cases))
+    rounds = loaded.timing.rounds
+    console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} round{'s' * (rounds != 1)} "
+                                f"-> {run_dir}"))
+    busy = _busy_machine_warning(cases)
+    if busy:
+        err_console.print(Text(f"warning: {busy}", style="yellow"))
+    task = progress.add_task(_markup_free(loaded.name), total=len(cases) * rounds)
 
-    def on_start(case: Case, index: int) -> None:
-        progress.update(task, description=f"{_markup_free(loaded.name)} [dim]{_markup_free(case.describe())}[/]")
+    def on_start(case: Case, taken: int, planned: int) -> None:
+        progress.update(task, completed=taken - 1, total=planned,
+                        description=f"{_markup_free(loaded.name)} [dim]{_markup_free(case.describe())}[/]")
 
     def on_measured(measured: Measurement) -> None:
         line = Text(f"  {measured.case.describe()}: ")
         if measured.ok:
             line.append(f"{measured.stats.median:.4g} ms")
+            for flag in _row_flags(measured):
+                line.append(f" {flag}", style="yellow")
         else:
             line.append(measured.status, style="yellow").append(f" {measured.note or ''}")
         progress.console.print(line)
-        progress.update(task, advance=1, description=_markup_free(loaded.name))
 
     try:
         with progress:
             outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
                                 on_measured=on_measured, profile=profile)
-            progress.update(task, completed=outcome.skipped + len(outcome.measurements))
+            progress.update(task, completed=progress.tasks[0].total)
     except KeyboardInterrupt:
         err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "
                                f"{run_dir}"))
         raise typer.Exit(130)
     if outcome.skipped:
         console.print(f"resumed: {outcome.skipped} case(s) already done were skipped")
-    console.print(latency_grid(prepare(store.load(run_dir)), f"median latency, ms ({run_dir})"))
+    prepared = prepare(store.load(run_dir))
+    console.print(latency_grid(prepared, f"median latency, ms ({run_dir})"))
+    flagged = bool(prepared["flagged"].any())
+    console.print(Text(flag_summary(prepared), style="bold yellow" if flagged else ""))
+    if prepared["disturbed"].fillna(False).astype(bool).any():
+        _name_the_busiest()
     if report:
         try:
             from ..views.html import write_html
@@ -116,6 +128,36 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         except Exception as err:  # the measurements are on disk; a rendering problem must not hide them
             err_console.print(Text(f"report.html not written: {type(err).__name__}: {err}"))
     console.print(Text(f"results: {run_dir / store.RESULTS}  (rpbench report {run_dir})"))
+
+
+def _busy_machine_warning(cases: list[Case]) -> str | None:
+    """The doctor's busy-machine sentence, when other processes already load the CPU (or the GPU) at the start."""
+    from ..machine import interference
+
+    gpu = None
+    if any(case.device == "cuda" for case in cases):
+        gpu = interference.gpu_others(0)
+    return interference.busy_machine_sentence(interference.others_busy_cores(0.3), interference.logical_cores(), gpu)
+
+
+def _name_the_busiest() -> None:
+    from ..machine import interference
+
+    busiest = interference.busiest_others()
+    if busiest:
+        console.print(Text(f"busiest other processes now: {interference.describe_busiest(busiest)}"))
+
+
+def _row_flags(measured: Measurement) -> list[str]:
+    """Short marks for the progress line of a case that will be flagged."""
+    flags = []
+    if measured.disturbance:
+        flags.append("disturbed")
+    if measured.unstable:
+        flags.append(f"unstable ({measured.spread_pct:.0f} % between passes)")
+    if measured.stats is not None and measured.stats.noisy:
+        flags.append(f"noisy (IQR {measured.stats.iqr_pct:.0f} %)")
+    return flags
 
 
 def _markup_free(text: str) -> str:

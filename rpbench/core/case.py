@@ -68,7 +68,11 @@ def _format_value(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Timing:
-    """How to time one case (a suite's `[measure]` table). Durations in ms; cooldown None = 1 s on CUDA, 0 on CPU."""
+    """How to time one case (a suite's `[measure]` table). Durations in ms; cooldown None = 1 s on CUDA, 0 on CPU.
+
+    A sweep times every case in `rounds` passes interleaved across the suite (each round samples for about
+    `repeat_ms`); a pass disturbed by other processes is taken again later, at most `retries` times per case.
+    """
 
     warmup_ms: float = 50.0
     repeat_ms: float = 200.0
@@ -79,6 +83,8 @@ class Timing:
     flush_l2: bool = True
     threads: int | None = None
     energy_s: float = 1.0
+    rounds: int = 3
+    retries: int = 2
 
     def problems(self) -> list[tuple[str, str]]:
         """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
@@ -104,6 +110,22 @@ class Timing:
                   for key, value in asdict(self).items()}  # 1 and 1.0 are the same setting
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
+    @staticmethod
+    def same_json(text: str) -> str:
+        """A recorded `timing` JSON in the form a resume compares: settings that did not exist yet get the value
+        they had then (one round), and `retries` is dropped (it decides only whether a disturbed pass is taken
+        again, and every row records its own retries), so rows of one sweep compare equal across versions."""
+        try:
+            values = {**LEGACY_TIMING, **json.loads(text)}
+        except (ValueError, TypeError):  # not a JSON object: unequal to any real setting, as a resume must see
+            return text
+        values.pop("retries", None)
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+# What settings added later meant before they existed (see Timing.same_json).
+LEGACY_TIMING = {"rounds": 1}
+
 
 # The accepted Python types of each [measure] key, for the suite parser's one-line errors.
 TIMING_TYPES: dict[str, tuple[type, ...]] = {
@@ -116,6 +138,8 @@ TIMING_TYPES: dict[str, tuple[type, ...]] = {
     "flush_l2": (bool,),
     "threads": (int,),
     "energy_s": (int, float),
+    "rounds": (int,),
+    "retries": (int,),
 }
 
 # The allowed range (inclusive) of every [measure] number. Bounded so that no setting can make a case run for
@@ -130,6 +154,8 @@ TIMING_LIMITS: dict[str, tuple[float, float]] = {
     "cooldown_s": (0, 600),
     "threads": (1, 4096),
     "energy_s": (0, 60),
+    "rounds": (1, 100),
+    "retries": (0, 20),
 }
 
 # The allowed range of every size a suite or a flag gives (inclusive), and of the input they make together.

@@ -16,6 +16,11 @@ from .case import Case, Timing
 
 # A case whose interquartile range exceeds this share of its median is flagged `noisy`.
 NOISY_IQR_PCT = 10.0
+# A case whose round medians lie further apart than this share of its pooled median is flagged `unstable`.
+UNSTABLE_ROUNDS_PCT = 25.0
+# A timed window is `disturbed` when other processes kept at least this many cores busy during it AND there were not
+# enough idle cores for them and the case's own threads together (see `Load.reasons`).
+DISTURBED_MIN_CORES = 0.25
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,71 @@ class GpuTelemetry:
 
 
 @dataclass(frozen=True)
+class Load:
+    """What other processes did during one timed window (warm-up and samples), read outside every timed call.
+
+    `others_busy_cores`: cores other processes kept busy on average (all CPU time from /proc/stat minus this
+    process's own); `gpu_others`: other processes seen on the GPU at the window's start or end. None where the
+    machine cannot tell (no /proc/stat, no NVML).
+    """
+
+    others_busy_cores: float | None
+    cores: int
+    own_threads: int
+    window_s: float
+    gpu_others: int | None = None
+
+    def reasons(self) -> tuple[str, ...]:
+        """Why this window is disturbed (empty when it is not)."""
+        found = []
+        busy = self.others_busy_cores
+        if busy is not None and busy >= DISTURBED_MIN_CORES and busy + self.own_threads > self.cores:
+            found.append(f"other processes kept {busy:.2f} of {self.cores} cores busy "
+                         f"({self.own_threads} thread{'s' * (self.own_threads != 1)} of ours)")
+        if self.gpu_others:
+            found.append(f"{self.gpu_others} other process{'es' * (self.gpu_others != 1)} on the GPU")
+        return tuple(found)
+
+    @property
+    def disturbed(self) -> bool:
+        return bool(self.reasons())
+
+
+@dataclass(frozen=True)
+class Round:
+    """One timed pass over a case: its samples and the load beside them. A sweep measures every case in several
+    rounds, interleaved across the suite; `retry` marks a pass that repeats a disturbed one."""
+
+    samples: tuple[float, ...]
+    load: Load | None = None
+    retry: bool = False
+    started_at: str | None = None
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples))
+
+    @property
+    def disturbed(self) -> bool:
+        return self.load is not None and self.load.disturbed
+
+
+def pooled_rounds(rounds: Sequence[Round]) -> tuple[Round, ...]:
+    """The rounds whose samples a row pools: the undisturbed ones, or all of them when every one was disturbed."""
+    clean = tuple(r for r in rounds if r.samples and not r.disturbed)
+    return clean or tuple(r for r in rounds if r.samples)
+
+
+def round_spread_pct(rounds: Sequence[Round]) -> float | None:
+    """(slowest − fastest round median) / median of the round medians, %; None with fewer than two rounds."""
+    medians = [r.median for r in rounds if r.samples]
+    if len(medians) < 2:
+        return None
+    middle = float(np.median(medians))
+    return 100.0 * (max(medians) - min(medians)) / middle if middle > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One case measured (status ok), or the reason it could not be (another of schema.STATUSES, no samples)."""
 
@@ -120,6 +190,10 @@ class Measurement:
     gpu: GpuTelemetry | None = None
     trace: str | None = None
     timing: Timing | None = None
+    # Every timed pass, pooled or not, in the order taken; `samples` holds the pooled ones' samples.
+    rounds: tuple[Round, ...] = ()
+    # The SDPA backend rpbench forced on the module (dense with backend=auto); later rounds force the same one.
+    forced_backend: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,6 +203,37 @@ class Measurement:
     def note(self) -> str | None:
         """The notes as one line, or None."""
         return "; ".join(n for n in self.notes if n) or None
+
+    @property
+    def pooled(self) -> tuple[Round, ...]:
+        return pooled_rounds(self.rounds)
+
+    @property
+    def spread_pct(self) -> float | None:
+        return round_spread_pct(self.pooled)
+
+    @property
+    def unstable(self) -> bool:
+        spread = self.spread_pct
+        return spread is not None and spread > UNSTABLE_ROUNDS_PCT
+
+    @property
+    def disturbance(self) -> tuple[str, ...]:
+        """Why the pooled rounds were disturbed (empty when at least one clean round was pooled)."""
+        pooled = self.pooled
+        if not pooled or not all(r.disturbed for r in pooled):
+            return ()
+        return tuple(dict.fromkeys(reason for r in pooled for reason in r.load.reasons()))
+
+    @property
+    def retries(self) -> int:
+        return sum(r.retry for r in self.rounds)
+
+    def load_peak(self, field: str) -> float | None:
+        """The largest `others_busy_cores` / `gpu_others` over the pooled rounds, None when never measured."""
+        values = [getattr(r.load, field) for r in self.pooled if r.load is not None]
+        values = [v for v in values if v is not None]
+        return max(values) if values else None
 
     @cached_property
     def stats(self) -> Stats | None:

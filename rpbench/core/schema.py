@@ -40,6 +40,16 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "iqr_pct": ("Float64", "interquartile range / median, %"),
     "n_samples": ("Int64", "timed samples kept in samples.csv"),
     "noisy": ("boolean", "iqr_pct > 10"),
+    "rounds": ("Int64", "timed passes pooled into this row (a sweep times every case in [measure] rounds passes, "
+                        "interleaved across the suite)"),
+    "round_spread_pct": ("Float64", "(slowest − fastest pooled pass median) / median of the pass medians, %"),
+    "unstable": ("boolean", "round_spread_pct > 25: the passes disagree, whatever the IQR says"),
+    "others_busy_cores": ("Float64", "most cores other processes kept busy during a pooled pass (/proc/stat "
+                                     "minus this process)"),
+    "gpu_others": ("Int64", "most other processes seen on the GPU during a pooled pass (NVML)"),
+    "retries": ("Int64", "passes taken again because other processes disturbed one"),
+    "disturbed": ("boolean", "every pooled pass ran while other processes kept >= 0.5 cores busy that our threads "
+                             "needed, or shared the GPU (even after the retries)"),
     "throughput_img_s": ("Float64", "batch / median latency"),
     "tokens_s": ("Float64", "batch·N / median latency"),
     "peak_mem_mb": ("Float64", "peak memory of one call above the resident baseline, MiB"),
@@ -71,6 +81,23 @@ SAMPLE_COLUMNS: dict[str, tuple[str, str]] = {
     "case_id": ("string", "the case"),
     "sample": ("Int64", "index of the timed iteration"),
     "latency_ms": ("Float64", "that iteration's latency, ms"),
+    "round": ("Int64", "which timed pass of the case the sample belongs to (0-based, in the order taken)"),
+}
+
+# rounds.csv: every timed pass of every case, pooled into its row or left out (a disturbed pass that was retried).
+ROUND_COLUMNS: dict[str, tuple[str, str]] = {
+    "case_id": ("string", "the case"),
+    "round": ("Int64", "the pass, 0-based in the order taken"),
+    "retry": ("boolean", "a pass taken again because an earlier one was disturbed"),
+    "pooled": ("boolean", "its samples are pooled into the case's row"),
+    "started_at": ("string", "UTC ISO time the pass started"),
+    "n_samples": ("Int64", "timed samples of the pass"),
+    "median_ms": ("Float64", "median latency of the pass, ms"),
+    "others_busy_cores": ("Float64", "cores other processes kept busy during the pass"),
+    "gpu_others": ("Int64", "other processes on the GPU during the pass"),
+    "window_s": ("Float64", "seconds the load was read over (warm-up and samples, at least 0.1 s)"),
+    "disturbed": ("boolean", "other processes disturbed the pass"),
+    "why": ("string", "what disturbed it"),
 }
 
 # The headline metrics reports, speedups and compare can use: name -> the results column it reads.

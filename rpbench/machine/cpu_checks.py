@@ -5,48 +5,31 @@ import os
 import time
 
 from ..core.diagnostics import Check
-from . import environment
-
-
-def _proc_stat_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies over all CPUs since boot from /proc/stat, or None off Linux."""
-    try:
-        with open("/proc/stat", encoding="utf-8") as stat:
-            fields = [int(value) for value in stat.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + fields[4]  # idle + iowait; guest time is already inside user
-    return sum(fields) - idle, sum(fields)
-
-
-def _others_busy_cores(interval_s: float) -> float | None:
-    """Cores kept busy by *other* processes over a short sleep (this process's own CPU time is subtracted)."""
-    before, own_before = _proc_stat_jiffies(), time.process_time()
-    time.sleep(interval_s)
-    after, own_after = _proc_stat_jiffies(), time.process_time()
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    busy, total = after[0] - before[0], after[1] - before[1]
-    own = (own_after - own_before) * os.sysconf("SC_CLK_TCK")
-    cores = os.cpu_count() or 1
-    return max(0.0, busy - own) / total * cores
+from . import environment, interference
 
 
 def check_cpu_load() -> Check:
-    cores = os.cpu_count() or 1
-    busy = _others_busy_cores(0.3)
+    """Fails when other processes keep half the cores or more busy: the sentence a sweep warns with."""
+    cores = interference.logical_cores()
+    busy = interference.others_busy_cores(0.3)
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     values = {"others_busy_cores": busy, "loadavg_1m": load1, "logical_cores": cores}
-    if busy is None and load1 is None:
-        return Check("cpu load", "warn", "neither /proc/stat nor a load average is readable", "", values)
     if busy is None:
-        busy_text, busy = f"load average {load1:.2f} on {cores} cores", load1
-    else:
-        busy_text = f"other processes keep {busy:.2f} of {cores} cores busy"
-    if busy > max(0.5, 0.1 * cores):
-        return Check("cpu load", "warn", busy_text,
-                     "other work competes for the CPU (launch overhead, CPU timings): wait for it or move", values)
-    return Check("cpu load", "pass", busy_text, "", values)
+        text = "no /proc/stat here" + (f"; load average {load1:.2f} on {cores} cores" if load1 is not None else "")
+        return Check("cpu load", "warn", text, "cannot tell how busy the machine is; watch the `disturbed` column",
+                     values)
+    detail = f"other processes keep {busy:.2f} of {cores} cores busy"
+    busiest = interference.busiest_others() if busy >= interference.DISTURBED_MIN_CORES else []
+    values["busiest"] = [vars(p) for p in busiest]
+    if busiest:
+        detail += f" (busiest: {interference.describe_busiest(busiest)})"
+    sentence = interference.busy_machine_sentence(busy, cores)
+    if sentence:
+        return Check("cpu load", "fail", detail, sentence, values)
+    if busy >= interference.DISTURBED_MIN_CORES:
+        return Check("cpu load", "warn", detail, "cases whose threads need those cores will be flagged `disturbed`",
+                     values)
+    return Check("cpu load", "pass", detail, "", values)
 
 
 def check_cpu_governor() -> Check:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..bench.timing import quick_median_ms
 from ..core.diagnostics import Check
-from . import telemetry
+from . import interference, telemetry
 
 # Slow-downs that come from heat or hardware protection rather than the normal power cap of a busy GPU.
 HARMFUL_THROTTLES = frozenset(
@@ -92,9 +92,8 @@ def check_gpu_state(cuda_index: int = 0) -> list[Check]:
         checks.append(Check("gpu processes", "warn", "NVML cannot list processes here", ""))
     elif others:
         listed = ", ".join(f"pid {p['pid']}" for p in others)
-        checks.append(Check("gpu processes", "warn", f"{len(others)} other process(es) on the GPU: {listed}",
-                            "shared GPUs give noisy, slow numbers: wait for them or pick an idle GPU (in a "
-                            "container NVML shows host pids, so one of them may be rpbench itself)",
+        checks.append(Check("gpu processes", "fail", f"{len(others)} other process(es) on the GPU: {listed}",
+                            interference.busy_machine_sentence(None, 0, len(others)) or "",
                             {"other_pids": [p["pid"] for p in others]}))
     else:
         checks.append(Check("gpu processes", "pass", "no other process on the GPU", ""))

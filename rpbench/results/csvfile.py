@@ -84,8 +84,11 @@ class AppendOnlyCsv:
             self._migrated = header(path) == self.columns
 
     def _write_line(self, values: Iterable[str]) -> None:
+        self._write_lines([values])
+
+    def _write_lines(self, records: Iterable[Iterable[str]]) -> None:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
+        csv.writer(buffer, lineterminator="\n").writerows(records)
         with self.path.open("a", encoding="utf-8", newline="") as handle:
             handle.write(buffer.getvalue())
             handle.flush()
@@ -104,12 +107,19 @@ class AppendOnlyCsv:
         self._migrated = True
 
     def append(self, row: Mapping[str, Any]) -> None:
-        unknown = set(row) - set(self.columns)
+        self.append_many([row])
+
+    def append_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Several records in one write and one fsync (a case's samples)."""
+        rows = list(rows)
+        unknown = set().union(*rows) - set(self.columns) if rows else set()
         if unknown:
             raise KeyError(f"unknown column(s) {sorted(unknown)}")
+        if not rows:
+            return
         if not self._migrated:
             self._migrate()
-        self._write_line(format_value(row.get(col)) for col in self.columns)
+        self._write_lines([format_value(row.get(col)) for col in self.columns] for row in rows)
 
 
 def _number_problem(text: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from ..core.case import Timing
 from ..core.errors import ResultsError
 from ..core.schema import COLUMNS, SAMPLE_COLUMNS
 from . import csvfile
@@ -135,7 +136,7 @@ def check_resume(run_dir: Path, record: RunRecord) -> None:
         return
     frame = csvfile.read(run_dir / RESULTS, COLUMNS)
     if "timing" in frame:
-        other = sorted(set(frame["timing"].dropna()) - {record.timing})
+        other = sorted({Timing.same_json(text) for text in frame["timing"].dropna()} - {Timing.same_json(record.timing)})
         if other:
             raise ResultsError(f"{run_dir}: its rows were timed with {other[0]}, the suite now says {record.timing}; "
                                f"a resume would mix both. Start a new dir with --out")

@@ -56,6 +56,12 @@ def row_of(measured: Measurement) -> dict[str, Any]:
             noisy=stats.noisy, throughput_img_s=measured.throughput_img_s, tokens_s=measured.tokens_s,
             tflops_s=measured.tflops_s,
         )
+    if measured.rounds and stats is not None:
+        gpu_others = measured.load_peak("gpu_others")
+        row.update(rounds=len(measured.pooled), round_spread_pct=measured.spread_pct, unstable=measured.unstable,
+                   others_busy_cores=measured.load_peak("others_busy_cores"), retries=measured.retries,
+                   gpu_others=None if gpu_others is None else int(gpu_others),
+                   disturbed=bool(measured.disturbance))
     if memory is not None:
         row.update(peak_mem_mb=memory.allocated_mb, peak_reserved_mb=memory.reserved_mb)
     if model is not None:
@@ -68,3 +74,36 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         if gpu.energy_j_per_iter is not None:
             row.update(energy_j_per_iter=gpu.energy_j_per_iter, energy_j_per_img=gpu.energy_j_per_iter / case.batch)
     return {column: row[column] for column in COLUMNS if column in row}
+
+
+def round_rows(measured: Measurement) -> list[dict[str, Any]]:
+    """rounds.csv lines of a Measurement: every pass taken, pooled or not (see core.schema.ROUND_COLUMNS)."""
+    pooled = set(map(id, measured.pooled))
+    lines = []
+    for index, taken in enumerate(measured.rounds):
+        load = taken.load
+        lines.append({
+            "case_id": measured.case.case_id, "round": index, "retry": taken.retry, "pooled": id(taken) in pooled,
+            "started_at": taken.started_at, "n_samples": len(taken.samples),
+            "median_ms": taken.median if taken.samples else None,
+            "others_busy_cores": None if load is None else load.others_busy_cores,
+            "gpu_others": None if load is None else load.gpu_others,
+            "window_s": None if load is None else load.window_s,
+            "disturbed": taken.disturbed, "why": "; ".join(load.reasons()) if load is not None else None,
+        })
+    return lines
+
+
+def sample_rows(measured: Measurement) -> list[dict[str, Any]]:
+    """samples.csv lines of a Measurement: the pooled samples, numbered across passes, each with its pass."""
+    if not measured.rounds:
+        return [{"case_id": measured.case.case_id, "sample": i, "latency_ms": v} for i, v in enumerate(measured.samples)]
+    lines, index = [], 0
+    pooled = set(map(id, measured.pooled))
+    for number, taken in enumerate(measured.rounds):
+        if id(taken) not in pooled:
+            continue
+        for value in taken.samples:
+            lines.append({"case_id": measured.case.case_id, "sample": index, "latency_ms": value, "round": number})
+            index += 1
+    return lines

@@ -1,7 +1,8 @@
 """The results dir, and the only code that reads or writes one: rows appended and flushed one at a time, so a
 killed sweep loses nothing finished.
 
-Layout: results.csv (one row per case), samples.csv (every timed sample), env.json, suite.toml, run.json (which
+Layout: results.csv (one row per case), samples.csv (every pooled timed sample), rounds.csv (every timed pass,
+pooled or left out), env.json, suite.toml, run.json (which
 sweep the dir holds, see `resume`), report.html, .rpbench.lock (see `lock`), and traces/<case_id>.json.gz (written
 by the profiler at the path `RunWriter.trace_path` gives). A `Measurement`
 becomes a results row on its way in (`rows.row_of`) and nowhere else. No torch here.
@@ -19,20 +20,21 @@ import pandas as pd
 
 from ..core.errors import ExecutionError, ResultsError
 from ..core.measurement import Measurement
-from ..core.schema import COLUMNS, SAMPLE_COLUMNS, STATUSES
+from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
 from . import csvfile
 from .lock import LOCK
-from .rows import row_of
+from .rows import round_rows, row_of, sample_rows
 
 RESULTS = "results.csv"
 SAMPLES = "samples.csv"
+ROUNDS = "rounds.csv"
 ENV = "env.json"
 SUITE = "suite.toml"
 RUN = "run.json"
 REPORT = "report.html"
 TRACES = "traces"
 # What a run dir may hold besides traces/; a new sweep refuses a non-empty dir holding anything else.
-RUN_FILES = {RESULTS, SAMPLES, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
+RUN_FILES = {RESULTS, SAMPLES, ROUNDS, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
 
 
 def _oserror(path: Path, err: OSError) -> str:
@@ -48,22 +50,25 @@ class RunWriter:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._results = csvfile.AppendOnlyCsv(self.run_dir / RESULTS, COLUMNS)
-            self._drop_orphan_samples()
+            self._drop_orphans(SAMPLES, SAMPLE_COLUMNS)
+            self._drop_orphans(ROUNDS, ROUND_COLUMNS)
             self._samples = csvfile.AppendOnlyCsv(self.run_dir / SAMPLES, SAMPLE_COLUMNS)
+            self._rounds = csvfile.AppendOnlyCsv(self.run_dir / ROUNDS, ROUND_COLUMNS)
         except OSError as err:
             raise ResultsError(f"cannot write the run dir {_oserror(self.run_dir, err)}") from None
 
-    def _drop_orphan_samples(self) -> None:
-        """Samples written just before a kill, for a row that never made it, would be duplicated on resume."""
-        path = self.run_dir / SAMPLES
+    def _drop_orphans(self, name: str, columns: Mapping[str, Any]) -> None:
+        """Samples (or passes) written just before a kill, for a row that never made it, would be duplicated on
+        resume: keep only those of finished cases."""
+        path = self.run_dir / name
         if not path.exists() or path.stat().st_size == 0:
             return
         csvfile.repair(path)
-        samples = csvfile.read(path, SAMPLE_COLUMNS)
-        keep = samples["case_id"].isin(self.finished_case_ids())
+        lines = csvfile.read(path, columns)
+        keep = lines["case_id"].isin(self.finished_case_ids())
         if keep.all():
             return
-        write_file(path, samples[keep].to_csv(index=False))  # atomic: a kill leaves the old file or the new one
+        write_file(path, lines[keep].to_csv(index=False))  # atomic: a kill leaves the old file or the new one
 
     def finished_case_ids(self) -> set[str]:
         """Cases already written with a final status (skipped on resume)."""
@@ -71,16 +76,20 @@ class RunWriter:
         return set(frame.loc[frame["status"].isin(STATUSES), "case_id"].dropna())
 
     def append(self, measured: Measurement) -> None:
-        """One measured case: its samples, then its row."""
-        self.append_row(row_of(measured), measured.samples)
+        """One measured case: its passes, its samples, then its row."""
+        self._write(row_of(measured), sample_rows(measured), round_rows(measured))
 
     def append_row(self, row: Mapping[str, Any], samples: Iterable[float] = ()) -> None:
-        """Samples first, then the row: a row on disk always has its samples. A failed write (a full disk) stops
-        with one line; what was written before stays, and a resume drops the partial record."""
-        case_id = row["case_id"]
+        """A ready-made row and its samples (no passes recorded)."""
+        lines = [{"case_id": row["case_id"], "sample": i, "latency_ms": v} for i, v in enumerate(samples)]
+        self._write(row, lines, [])
+
+    def _write(self, row: Mapping[str, Any], samples: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
+        """Passes and samples first, then the row: a row on disk always has its samples. A failed write (a full
+        disk) stops with one line; what was written before stays, and a resume drops the partial record."""
         try:
-            for index, latency in enumerate(samples):
-                self._samples.append({"case_id": case_id, "sample": index, "latency_ms": latency})
+            self._rounds.append_many(rounds)
+            self._samples.append_many(samples)
             self._results.append(row)
         except OSError as err:
             raise ExecutionError(f"cannot write {_oserror(self.run_dir, err)}; the rows written before are kept: "

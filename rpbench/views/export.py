@@ -16,7 +16,7 @@ from ..analysis import RunAnalysis, analyse_run
 from ..core.errors import ExportError
 from ..core.schema import EXPORT_FORMATS
 from ..results import store
-from .format import fmt_flops, fmt_int, fmt_number, fmt_speedup, fmt_status
+from .format import flag_text, fmt_flops, fmt_int, fmt_number, fmt_speedup, fmt_status, is_set
 
 FORMATS = EXPORT_FORMATS
 
@@ -42,6 +42,7 @@ def display_table(run: RunAnalysis) -> pd.DataFrame:
     if run.baseline is not None:
         table[f"{run.metric.label} vs {run.baseline}"] = [fmt_speedup(row) for _, row in summary.iterrows()]
     table["status"] = [fmt_status(row) for _, row in summary.iterrows()]
+    table["flags"] = [flag_text(row) or ("noisy" if is_set(row, "noisy") else "") for _, row in summary.iterrows()]
     if not (table["setting"] != "").any():
         table = table.drop(columns="setting")
     return table

@@ -76,11 +76,34 @@ def describe_crossover(status: str, tokens: float | None, resolution: float | No
     }[status]
 
 
-def measured_cells(row: Mapping[str, Any], mark_noisy: bool = True) -> dict[str, str]:
+# What a share above 100 % shows instead of a number (see analysis.peaks.efficiency).
+BROKEN_CEILING = "broken ceiling (> 100 %)"
+BROKEN_PEAK = "above datasheet peak: check the FLOPs"
+
+
+def flag_text(row: Mapping[str, Any]) -> str:
+    """The flags of a row for a table cell: its reasons, else "" (noisy is marked in the spread instead)."""
+    flags = row.get("flags")
+    return "" if flags is None or (not isinstance(flags, str) and pd.isna(flags)) else str(flags)
+
+
+def left_out_text(fit: Mapping[str, Any]) -> str:
+    """' (2 flagged left out)' for a fit or crossover that left rows out, else ''."""
+    count = fit.get("left_out")
+    return f" ({int(count)} flagged left out)" if count is not None and not pd.isna(count) and count else ""
+
+
+def is_set(row: Mapping[str, Any], key: str) -> bool:
+    """A boolean column of a row that is present and True (missing and NA count as False)."""
+    value = row.get(key)
+    return value is not None and not pd.isna(value) and bool(value)
+
+
+def measured_cells(row: Mapping[str, Any]) -> dict[str, str]:
     """The display text of an ok case's measured columns, keyed by the column `analysis.best_flags` knows them by
     (plus `spread`, `pct_peak`, `pct_ceiling`). Every table of cases shows a subset of these."""
     spread = f"{fmt_number(row['latency_ms_p20'])}–{fmt_number(row['latency_ms_p80'])}"
-    if mark_noisy and pd.notna(row["noisy"]) and bool(row["noisy"]):
+    if is_set(row, "noisy"):
         spread += " noisy"
     return {
         "latency_ms_median": fmt_number(row["latency_ms_median"]),
@@ -89,8 +112,9 @@ def measured_cells(row: Mapping[str, Any], mark_noisy: bool = True) -> dict[str,
         "peak_mem_mb": fmt_number(row["peak_mem_mb"]),
         "flops": fmt_flops(row["flops"]),
         "tflops_s": fmt_number(row["tflops_s"]),
-        "pct_peak": fmt_percent(row["pct_peak"], "unknown" if pd.notna(row["tflops_s"]) else MISSING),
-        "pct_ceiling": fmt_percent(row["pct_ceiling"]),
+        "pct_peak": BROKEN_PEAK if is_set(row, "pct_peak_broken") else
+        fmt_percent(row["pct_peak"], "unknown" if pd.notna(row["tflops_s"]) else MISSING),
+        "pct_ceiling": BROKEN_CEILING if is_set(row, "pct_ceiling_broken") else fmt_percent(row["pct_ceiling"]),
         "speedup": fmt_speedup(row),
     }
 
@@ -119,6 +143,6 @@ def curve_fits(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str |
         if baseline is not None:
             crossed = crossings[(crossings["_context"] == key[0]) & (crossings["_variant"] == key[1])]
             crossover = "; ".join(describe_crossover(c["status"], c["tokens"], c["resolution"], metric)
-                                  for _, c in crossed.iterrows()) or MISSING
+                                  + left_out_text(c) for _, c in crossed.iterrows()) or MISSING
         found.append(CurveFits(curve["line"], fits, crossover))
     return found

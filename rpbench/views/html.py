@@ -11,10 +11,10 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, analyse_run, best_flags
+from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, analyse_run, best_flags, flag_summary
 from ..results import store
 from .figures import build_figures, figures_html
-from .format import MISSING, curve_fits, fmt_exponent, fmt_int, fmt_status, measured_cells
+from .format import MISSING, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_status, left_out_text, measured_cells
 
 # Environment header: label -> env.json key (as environment.collect writes it). The device comes from the rows.
 ENV_FIELDS = {
@@ -36,6 +36,7 @@ th, td { border: 1px solid #ddd; padding: .2rem .5rem; text-align: right; white-
 .scroll { overflow-x: auto; }
 th { background: #f3f3f3; } td.text { text-align: left; white-space: normal; }
 tr.failed td { color: #999; } td.best { font-weight: bold; color: #11772d; }
+tr.flagged td { background: #fff4d6; } td.flag { color: #8a5300; } p.flags { font-weight: bold; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
 .env { display: grid; grid-template-columns: max-content auto; gap: .1rem 1rem; }
 .env dt { font-weight: bold; } .env dd { margin: 0; }
@@ -83,7 +84,8 @@ def _scaling_html(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
     rows = []
     for curve in curve_fits(exponents, crossings, baseline, metric):
         cells = [(_esc(curve.line), "text")]
-        cells += [(_esc(fmt_exponent(curve.fits[q])) if q in curve.fits else MISSING, "") for q in SCALING_QUANTITIES]
+        cells += [(_esc(fmt_exponent(curve.fits[q]) + left_out_text(curve.fits[q])) if q in curve.fits else MISSING, "")
+                  for q in SCALING_QUANTITIES]
         points = max((int(fit["n_points"]) for fit in curve.fits.values()), default=None)
         latency = curve.fits.get("latency")
         cells.append((MISSING if points is None else str(points), ""))
@@ -110,20 +112,24 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     if baseline is not None:
         header.append(f"{metric.label} vs {baseline}")
     header.append("status")
+    show_flags = bool(summary["flagged"].any() or summary["noisy"].fillna(False).astype(bool).any())
+    header += ["flags"] * show_flags
     rows, classes = [], []
     for (index, row), setting in zip(summary.iterrows(), settings):
         cells = [(_esc(setting), "text")] if show_setting else []
         cells += [(_esc(row["series"]), "text"), (fmt_int(row["tokens"]), ""), (fmt_int(row["resolution"]), "")]
         if row["ok"]:
-            best, texts = flags.loc[index], measured_cells(row, mark_noisy=False)
+            best, texts = flags.loc[index], measured_cells(row)
             cells += [(_esc(texts[key]), "best" if key in best.index and best[key] else "") for key in columns]
             cells.append(("ok", "text"))
         else:
             cells += [(MISSING, "")] * len(columns)
             cells.append((_esc(fmt_status(row)), "text"))
+        if show_flags:
+            cells.append((_esc(flag_text(row)), "text flag"))
         rows.append(cells)
-        classes.append("" if row["ok"] else "failed")
-    return _table(header, rows, classes)
+        classes.append("failed" if not row["ok"] else "flagged" if row["flagged"] else "")
+    return f"<p class=\"flags\">{_esc(flag_summary(summary))}</p>" + _table(header, rows, classes)
 
 
 _RUN_DIR_LINK = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -187,7 +193,9 @@ linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space b
 <h2>Figures</h2>
 {figures_html(figures) if figures else "<p>No successful case to plot.</p>"}
 <h2>Cases</h2>
-<p>Bold green: best among cases of the same size and setting. Grey rows did not produce a measurement.</p>
+<p>Bold green: best among the unflagged cases of the same size and setting. Grey rows did not produce a
+measurement. Amber rows are flagged (disturbed, unstable, throttled or implausible: the flags column says why) and
+are left out of fits, crossovers and speedups; "noisy" in the spread marks an IQR above 10 % of the median.</p>
 {_cases_html(run.summary, baseline, metric)}
 {_traces_html(run.summary)}
 </body>

@@ -12,10 +12,11 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags
-from .format import MISSING, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_status, measured_cells
+from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags, flag_summary
+from .format import MISSING, curve_fits, flag_text, left_out_text, fmt_exponent, fmt_int, fmt_number, fmt_status, measured_cells
 
 BEST_STYLE = "bold green"
+FLAG_STYLE = "bold yellow"
 
 
 @dataclass
@@ -37,7 +38,7 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     show_context = bool((summary["context"] != "").any())
     show_resolution = bool(summary["resolution"].notna().any())
     show_peak = bool((summary["tflops_s"].notna() & (summary["device"] == "cuda")).any())  # no CPU peaks
-    show_ceiling = bool(summary["pct_ceiling"].notna().any())
+    show_ceiling = bool(summary["pct_ceiling"].notna().any() or summary["pct_ceiling_broken"].any())
     columns = ["latency_ms_median", "spread", "throughput_img_s", "peak_mem_mb", "flops", "tflops_s"]
     columns += ["pct_peak"] * show_peak + ["pct_ceiling"] * show_ceiling + ["speedup"] * (baseline is not None)
     table = Table(title="Cases", title_justify="left", header_style="bold")
@@ -53,6 +54,9 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     for column in columns:
         table.add_column(Text(headers[column]), justify="right")
     table.add_column("status")
+    show_flags = bool(summary["flagged"].any())
+    if show_flags:
+        table.add_column("flags (left out of fits, crossovers, speedups)")
     for column in table.columns:
         column.overflow = "fold"
     for index, row in summary.iterrows():
@@ -62,11 +66,16 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
             cells.append(_cell(fmt_int(row["resolution"])))
         if row["ok"]:
             best, texts = flags.loc[index], measured_cells(row)
-            cells += [_cell(texts[column], column in best.index and best[column]) for column in columns]
-            table.add_row(*cells, _cell("ok"))
+            cells += [_cell(texts[column], column in best.index and best[column])
+                      for column in columns]
+            cells.append(_cell("ok"))
+            if show_flags:
+                cells.append(Text(flag_text(row), style=FLAG_STYLE))
+            table.add_row(*cells)
         else:
-            cells += [_cell(MISSING)] * len(columns)
-            table.add_row(*cells, _cell(fmt_status(row)), style="dim")
+            cells += [_cell(MISSING)] * len(columns) + [_cell(fmt_status(row))] + [_cell("")] * show_flags
+            table.add_row(*cells, style="dim")
+    table.caption = flag_summary(summary)
     return table
 
 
@@ -84,7 +93,8 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
         cells = [_cell(curve.line)]
         for quantity in SCALING_QUANTITIES:
             fit = curve.fits.get(quantity)
-            cells.append(_cell(MISSING if fit is None else f"{fmt_exponent(fit)} n={fit['n_points']} R²={fit['r2']:.3f}"))
+            cells.append(_cell(MISSING if fit is None else f"{fmt_exponent(fit)} n={fit['n_points']} R²={fit['r2']:.3f}"
+                               + left_out_text(fit)))
         if curve.crossover is not None:
             cells.append(_cell(curve.crossover))
         table.add_row(*cells)
@@ -122,10 +132,19 @@ def latency_grid(frame: pd.DataFrame, title: str) -> Table:
     sizes = list(dict.fromkeys(frame.sort_values("tokens")["size"]))
     table = Table("curve", *sizes, title=Text(title))
     for (facet, line), rows in frame.groupby(["facet", "line"], sort=True):
-        cells = {r["size"]: _cell(fmt_number(r["latency_ms_median"])) if r["ok"] else Text(r["status"], style="dim")
-                 for _, r in rows.iterrows()}
+        cells = {r["size"]: _grid_cell(r) for _, r in rows.iterrows()}
         table.add_row(_cell(f"{line} · {facet}" if facet else line), *(cells.get(size, "") for size in sizes))
+    if frame["flagged"].any():
+        table.caption = "* flagged (see the flags in `rpbench report`): not to be believed"
     return table
+
+
+def _grid_cell(row: Mapping[str, Any]) -> Text:
+    if not row["ok"]:
+        return Text(row["status"], style="dim")
+    if row["flagged"]:
+        return Text(fmt_number(row["latency_ms_median"]) + "*", style=FLAG_STYLE)
+    return _cell(fmt_number(row["latency_ms_median"]))
 
 
 def max_batch_table(rows: list[Mapping[str, Any]], title: str) -> Table:

@@ -9,7 +9,7 @@ from rpbench.analysis import METRICS
 from rpbench.cli import app
 from rpbench.analysis import compare_runs
 
-from fake_runs import make_row, scaling_rows, write_run
+from fake_runs import DEFAULT_ENV, make_row, scaling_rows, write_run
 
 
 def invoke(*args: str):
@@ -37,7 +37,7 @@ def test_identical_runs_show_no_change(run_a, tmp_path):
     run_b = write_run(tmp_path / "b", scaling_rows())
     result = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
     assert result.exit_code == 0, result.output
-    assert "0 regressions, 0 improvements, 8 unchanged, 0 only in A, 0 only in B" in result.output
+    assert "0 regressions, 0 improvements, 8 unchanged, 0 flagged (left out), 0 only in A, 0 only in B" in result.output
 
 
 def test_a_slowed_case_is_a_regression(run_a, tmp_path):
@@ -81,7 +81,7 @@ def test_status_changes_and_cases_in_one_run_only(run_a, tmp_path):
     rows = rows[1:] + [make_row(attention="new", tokens=196, latency_ms_median=1.0)]  # first case dropped
     run_b = write_run(tmp_path / "b", rows)
     comparison, verdicts = _verdicts(run_a, run_b)
-    assert comparison.counts() == {"regression": 1, "improvement": 0, "unchanged": 6, "only in A": 1, "only in B": 1}
+    assert comparison.counts() == {"regression": 1, "improvement": 0, "flagged": 0, "unchanged": 6, "only in A": 1, "only in B": 1}
     oom_id = scaling_rows()[6]["case_id"]
     assert verdicts[oom_id] == ("regression", "status ok → oom")
     _, verdicts_back = _verdicts(run_b, run_a)
@@ -123,3 +123,55 @@ def test_bad_run_dirs_fail_with_one_line(run_a, tmp_path):
             assert result.exit_code == 2
             assert "Traceback" not in result.output
             assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_case_flagged_in_either_run_is_left_out_not_a_regression(run_a, tmp_path):
+    rows = _slowed(scaling_rows(), 3, 40.0)  # rpattention at N=784, 40x slower: what two busy processes did
+    rows[3] = {**rows[3], "disturbed": True, "others_busy_cores": 1.98}
+    run_b = write_run(tmp_path / "b", rows)
+    result = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
+    assert result.exit_code == 0, result.output
+    assert "0 regressions, 0 improvements, 7 unchanged, 1 flagged (left out)" in result.output
+    assert "B: disturbed: other processes kept 1.98 cores busy" in result.output
+
+
+@pytest.mark.parametrize("field, a, b", [("device_name", "NVIDIA H100 80GB HBM3", "NVIDIA H200"),
+                                         ("timer", "cuda_event", "cuda_graph")])
+def test_runs_of_different_setups_are_warned_about_and_refused_as_a_gate(tmp_path, field, a, b):
+    run_a = write_run(tmp_path / "a", [{**row, field: a} for row in scaling_rows()])
+    run_b = write_run(tmp_path / "b", [{**row, field: b} for row in scaling_rows()])
+    warned = invoke("compare", str(run_a), str(run_b))
+    assert warned.exit_code == 0 and f"the runs differ in {field.split('_')[0]}: A {a}, B {b}" in warned.output
+    gated = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
+    assert gated.exit_code == 2 and "--force" in gated.output and "Traceback" not in gated.output
+    forced = invoke("compare", str(run_a), str(run_b), "--fail-on-regression", "--force")
+    assert forced.exit_code == 0 and "0 regressions" in forced.output
+
+
+def test_torch_versions_and_rounds_are_compared_too(tmp_path):
+    run_a = write_run(tmp_path / "a", scaling_rows())
+    env_b = {**DEFAULT_ENV, "torch": "2.11.0"}
+    rows_b = [{**row, "timing": '{"rounds":3}'} for row in scaling_rows()]
+    run_b = write_run(tmp_path / "b", rows_b, env_b)
+    from rpbench.analysis import run_differences
+
+    a, b = store.load_run(run_a), store.load_run(run_b)
+    assert run_differences(a.frame, a.env, b.frame, b.env) == ["torch: A 2.13.0, B 2.11.0", "rounds: A 1, B 3"]
+
+
+def test_runs_without_a_shared_case_say_so(run_a, tmp_path):
+    run_b = write_run(tmp_path / "b", [make_row(attention="other", tokens=n) for n in (196, 784)])
+    result = invoke("compare", str(run_a), str(run_b))
+    assert result.exit_code == 0 and "no shared cases" in result.output
+    assert invoke("compare", str(run_a), str(run_b), "--fail-on-regression").exit_code == 1  # a gate on nothing fails
+
+
+def test_compare_as_json(run_a, tmp_path):
+    import json
+
+    run_b = write_run(tmp_path / "b", _slowed(scaling_rows(), 3, 1.5))
+    result = invoke("compare", str(run_a), str(run_b), "--json")
+    payload = json.loads(result.stdout)
+    assert payload["counts"]["regression"] == 1 and payload["shared"] == 8 and payload["differences"] == []
+    regression = next(case for case in payload["cases"] if case["verdict"] == "regression")
+    assert regression["ratio"] == pytest.approx(1.5) and regression["series"] == "rpattention"

@@ -23,6 +23,7 @@ device = "cpu"
 [measure]
 warmup_ms = 1
 repeat = 3
+rounds = 1
 [[layout]]
 label = "own"
 [[layout]]

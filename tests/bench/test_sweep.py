@@ -65,12 +65,15 @@ def test_tiny_sweep_end_to_end(tmp_path):
 
 def test_doctor_ceilings_reach_env_json(tmp_path):
     from rpbench.machine import ceilings
-    from rpbench.machine.environment import cpu_model
 
-    ceilings.save({"device_name": cpu_model(), "matmul_tflops": {"float32": 0.5, "bfloat16": 0.1}})
+    key = ceilings.device_key("cpu")  # this CPU with the threads the sweep will use
+    ceilings.save({"device_key": key.replace("threads", "threads (elsewhere)"), "matmul_tflops": {"float32": 9.0}})
     result, out = sweep(tmp_path, tiny_suite(tmp_path, names=("dense",), tokens="16"))
+    assert json.loads((out / "env.json").read_text())["ceilings"] is None  # no ceiling of another setup is used
+    ceilings.save({"device_key": key, "matmul_tflops": {"float32": 0.5, "bfloat16": 0.1}})
+    result, out = sweep(tmp_path / "again", tiny_suite(tmp_path, names=("dense",), tokens="16"))
     env = json.loads((out / "env.json").read_text())
-    assert env["ceilings"]["matmul_tflops"] == {"float32": 0.5, "bfloat16": 0.1}
+    assert env["ceilings"]["matmul_tflops"] == {"float32": 0.5, "bfloat16": 0.1} and env["ceilings"]["measured_at"]
 
 
 def test_end_summary_keeps_every_setting_apart(tmp_path):

@@ -42,6 +42,7 @@ cooldown_s = 0
 flush_l2 = true
 threads = 1
 energy_s = 0
+rounds = 1
 [[attention]]
 name = "rpattention"
 label = "rp"
@@ -83,6 +84,7 @@ VALID_FOR = {
     "measure.cooldown_s": {"zero", "frac"},
     "measure.energy_s": {"zero", "frac"},
     "measure.flush_l2": {"bool"},
+    "measure.retries": {"zero"},
     "attention.label": {"word", "markup"},
     "attention.tau": {"frac"},
     "attention.normalize": {"bool"},
@@ -95,6 +97,7 @@ LAYER_KEYS = [
     "name", "description", "scope", "axes.tokens", "axes.m", "axes.batch", "axes.dim", "axes.heads", "axes.dtype",
     "axes.mode", "axes.device", "measure.warmup_ms", "measure.repeat_ms", "measure.repeat", "measure.min_samples",
     "measure.max_samples", "measure.cooldown_s", "measure.flush_l2", "measure.threads", "measure.energy_s",
+    "measure.rounds", "measure.retries",
     "attention.name", "attention.label", "attention.tau", "attention.em_iters", "attention.route_over",
     "attention.normalize", "attention.dwc", "axes.resolution", "axes.patch", "unknown_key",
 ]
@@ -208,7 +211,8 @@ FLOAT_JUNK = ["abc", "", "nan", "inf", "-inf", "-1", "1e309"]
 CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
 CHOICES = {"dtype", "mode", "device", "metric", "format_"}
-INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active"}
+INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active",
+        "rounds", "retries"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold"}
 STRING_JUNK = {
     "attention": ["nosuch", "", "[/]", "\x1b[31m", "x" * 5000],

@@ -181,22 +181,23 @@ def test_binary_and_non_utf8_suite_files(tmp_path):
 
 def test_a_full_disk_stops_with_one_line_and_resume_finishes(tmp_path, suite, monkeypatch):
     out = tmp_path / "full"
-    real = csvfile.AppendOnlyCsv._write_line
+    real = csvfile.AppendOnlyCsv._write_lines
     calls = {"n": 0}
 
-    def failing(self, values):
-        calls["n"] += 1
-        if self.path.name == "results.csv" and calls["n"] > 12:
-            self.path.open("a").write("half a row,")  # the disk filled mid-record
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, values)
+    def failing(self, records):
+        if self.path.name == "results.csv":
+            calls["n"] += 1
+            if calls["n"] > 3:  # the header and two rows went through
+                self.path.open("a").write("half a row,")  # the disk filled mid-record
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, records)
 
-    monkeypatch.setattr(csvfile.AppendOnlyCsv, "_write_line", failing)
+    monkeypatch.setattr(csvfile.AppendOnlyCsv, "_write_lines", failing)
     line = one_line_error(run("sweep", suite, "--out", out, "--no-report"), code=1)
     assert "No space left on device" in line and f"rpbench sweep --resume {out}" in line
     written = len(rpbench.load(out))
     assert 0 < written < 4
-    monkeypatch.setattr(csvfile.AppendOnlyCsv, "_write_line", real)
+    monkeypatch.setattr(csvfile.AppendOnlyCsv, "_write_lines", real)
     assert run("sweep", "--resume", out, "--no-report").exit_code == 0
     frame = rpbench.load(out)
     assert len(frame) == 4 and frame["case_id"].is_unique

@@ -1,0 +1,135 @@
+"""Rounds: every case is timed in `timing.rounds` passes over the suite, each pass in its own seeded shuffle, so
+drift and other processes hit every mechanism alike. A pass disturbed by other processes is taken again after the
+last round (at most `timing.retries` times per case). A case is final, and handed on, as soon as nothing more
+will be measured for it; its row pools the samples of its undisturbed passes.
+
+The first pass of a case is the full measurement (`run_case`: FLOPs, kernels, timing, memory, energy); later
+passes rebuild the case from its seed and time it again (`measure_again`).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from ..core.case import Case, Timing
+from ..core.errors import one_line
+from ..core.measurement import Measurement, Round
+from .runner import NOTE_LIMIT, measure_again, run_case
+
+ROUND_SEED = "rpbench-round"  # each round's order is random.Random(f"{ROUND_SEED}-{index}"): the same every sweep
+
+
+def round_order(cases: list[Case], index: int) -> list[Case]:
+    """The order of round `index`: a shuffle seeded by the round alone, so a sweep always runs in the same order."""
+    order = list(cases)
+    random.Random(f"{ROUND_SEED}-{index}").shuffle(order)
+    return order
+
+
+@dataclass
+class _Progress:
+    case: Case
+    first: Measurement | None = None
+    rounds: list[Round] = field(default_factory=list)
+    retries_left: int = 0
+    notes: list[str] = field(default_factory=list)
+    spent_s: float = 0.0
+    final: bool = False
+
+    def clean(self) -> int:
+        return sum(not r.disturbed for r in self.rounds)
+
+    def wants_retry(self, rounds: int) -> bool:
+        return not self.final and self.retries_left > 0 and self.clean() < rounds
+
+
+def _pooled_notes(progress: _Progress, measured: Measurement) -> list[str]:
+    notes = list(progress.notes)
+    left_out = [r for r in measured.rounds if r not in measured.pooled]
+    if left_out:
+        notes.append(f"{len(left_out)} disturbed pass(es) left out of the pool ({len(measured.pooled)} pooled)")
+    if measured.disturbance:
+        tries = len(measured.rounds)
+        notes.append(f"disturbed in all {tries} pass(es): " + "; ".join(measured.disturbance))
+    return notes
+
+
+def _final(progress: _Progress) -> Measurement:
+    """The case's row: the first pass's measurement with every pass attached and the clean ones' samples pooled."""
+    first = progress.first
+    assert first is not None
+    if not first.ok:
+        return first
+    measured = replace(first, rounds=tuple(progress.rounds))
+    samples = tuple(s for r in measured.pooled for s in r.samples)
+    notes = (*first.notes, *_pooled_notes(progress, measured))
+    return replace(measured, samples=samples, notes=notes, elapsed_s=progress.spent_s)
+
+
+def measure_in_rounds(
+    cases: list[Case],
+    timing: Timing,
+    suite: str,
+    on_final: Callable[[Measurement], None],
+    on_start: Callable[[Case, int, int], None] | None = None,
+    pause: Callable[[Case], None] | None = None,
+) -> None:
+    """Measure `cases` in rounds; `on_final` gets each case's pooled Measurement the moment it is final.
+
+    `on_start(case, pass number, passes planned)` precedes every pass (the plan grows when a retry is added);
+    `pause(case)` runs between passes (the cool-down).
+    """
+    progress = {case.case_id: _Progress(case, retries_left=timing.retries) for case in cases}
+    planned = len(cases) * timing.rounds
+    taken = 0
+
+    def take(state: _Progress, retry: bool) -> None:
+        nonlocal taken
+        if taken and pause is not None:
+            pause(state.case)
+        taken += 1
+        if on_start is not None:
+            on_start(state.case, taken, planned)
+        began = time.perf_counter()
+        if state.first is None:
+            state.first = run_case(state.case, timing, suite=suite)
+            state.rounds.extend(state.first.rounds)
+        else:
+            try:
+                state.rounds.append(measure_again(state.case, timing, state.first, retry=retry))
+            except Exception as err:  # a later pass failing keeps the passes already taken
+                state.notes.append(f"pass {len(state.rounds) + 1} failed: {one_line(err)[:NOTE_LIMIT]}")
+                state.retries_left = 0
+                state.final = True
+        state.spent_s += time.perf_counter() - began
+        if retry:
+            state.retries_left -= 1
+
+    def finish(state: _Progress) -> None:
+        state.final = True
+        on_final(_final(state))
+
+    for index in range(timing.rounds):
+        for case in round_order(cases, index):
+            state = progress[case.case_id]
+            if state.final:
+                continue
+            take(state, retry=False)
+            if state.final or not state.first.ok:  # a failed first pass (or a failed later one) ends the case
+                finish(state)
+            elif index == timing.rounds - 1 and not state.wants_retry(timing.rounds):
+                finish(state)
+    while True:
+        retrying = [state for state in progress.values() if state.wants_retry(timing.rounds)]
+        if not retrying:
+            break
+        planned += len(retrying)
+        for state in retrying:
+            take(state, retry=True)
+            if not state.wants_retry(timing.rounds):
+                finish(state)
+    for state in progress.values():
+        if not state.final:
+            finish(state)

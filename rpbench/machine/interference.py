@@ -1,0 +1,169 @@
+"""What else the machine is doing: other processes' share of the CPU and other processes on the GPU.
+
+Read around a timed window, never inside a timed call: /proc/stat's busy time of all CPUs minus this process's own
+CPU time (so our threads never count as interference), and NVML's process list of the GPU. `busiest_others` names
+the processes responsible, from their /proc/<pid>/stat accounting. Off Linux or without NVML the readings are None:
+unknown, never "idle".
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.measurement import DISTURBED_MIN_CORES, Load
+from . import telemetry
+
+# Windows shorter than this are extended (by waiting, after the timed loop) so the /proc/stat tick counts
+# (100 per second per core) can resolve half a core.
+MIN_WINDOW_S = 0.1
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all CPUs since boot from /proc/stat (steal counts as busy), or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 4:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait; guest time is already inside user
+    return sum(fields) - idle, sum(fields)
+
+
+def logical_cores() -> int:
+    return os.cpu_count() or 1
+
+
+class _CpuWindow:
+    """Others' busy cores between `start()` and `stop()`."""
+
+    def start(self) -> None:
+        self._jiffies, self._own, self._began = cpu_jiffies(), time.process_time(), time.perf_counter()
+
+    def stop(self) -> tuple[float | None, float]:
+        """(others' busy cores, window seconds)."""
+        elapsed = time.perf_counter() - self._began
+        if elapsed < MIN_WINDOW_S:
+            time.sleep(MIN_WINDOW_S - elapsed)
+            elapsed = time.perf_counter() - self._began
+        after, own_after = cpu_jiffies(), time.process_time()
+        before = self._jiffies
+        if before is None or after is None or after[1] <= before[1]:
+            return None, elapsed
+        busy, total = after[0] - before[0], after[1] - before[1]
+        own = (own_after - self._own) * os.sysconf("SC_CLK_TCK")
+        return max(0.0, busy - own) / total * logical_cores(), elapsed
+
+
+def others_busy_cores(interval_s: float) -> float | None:
+    """Cores kept busy by other processes over a short sleep of this one."""
+    window = _CpuWindow()
+    window.start()
+    time.sleep(interval_s)
+    return window.stop()[0]
+
+
+def gpu_others(cuda_index: int) -> int | None:
+    """Processes on torch's `cuda:<cuda_index>` other than this one; None when NVML cannot list them.
+
+    This process holds a CUDA context, so it is on the list; in a container NVML reports host pids, and then the
+    list does not show our pid: one entry is taken to be us.
+    """
+    nvml_index = telemetry.nvml_index_for_cuda_device(cuda_index)
+    processes = None if nvml_index is None else telemetry.gpu_processes(nvml_index)
+    if processes is None:
+        return None
+    pids = [p["pid"] for p in processes]
+    return max(0, len(pids) - 1) if os.getpid() not in pids else len(pids) - 1
+
+
+class LoadMonitor:
+    """The load beside one timed window: `with LoadMonitor(...) as monitor: <timed loop>` then `monitor.load`."""
+
+    def __init__(self, own_threads: int, cuda_index: int | None = None):
+        self.own_threads, self.cuda_index = own_threads, cuda_index
+        self.load: Load | None = None
+        self._cpu = _CpuWindow()
+
+    def __enter__(self) -> "LoadMonitor":
+        self._gpu_before = None if self.cuda_index is None else gpu_others(self.cuda_index)
+        self._cpu.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, window_s = self._cpu.stop()
+        gpu = None
+        if self.cuda_index is not None:
+            readings = [n for n in (self._gpu_before, gpu_others(self.cuda_index)) if n is not None]
+            gpu = max(readings) if readings else None
+        self.load = Load(others_busy_cores=busy, cores=logical_cores(), own_threads=self.own_threads,
+                         window_s=window_s, gpu_others=gpu)
+
+
+@dataclass(frozen=True)
+class BusyProcess:
+    pid: int
+    name: str
+    cores: float
+
+
+def _process_ticks() -> dict[int, tuple[str, int]]:
+    """pid -> (command name, user + system ticks so far) of every process /proc lets us read."""
+    found = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # gone, or not ours to read
+            continue
+        name_end = text.rfind(")")
+        fields = text[name_end + 2:].split()
+        try:
+            found[int(entry.name)] = (text[text.find("(") + 1:name_end], int(fields[11]) + int(fields[12]))
+        except (IndexError, ValueError):
+            continue
+    return found
+
+
+def busiest_others(interval_s: float = 0.3, limit: int = 3) -> list[BusyProcess]:
+    """The other processes using the most CPU over `interval_s` (at least a tenth of a core), busiest first."""
+    before = _process_ticks()
+    began = time.perf_counter()
+    time.sleep(interval_s)
+    after = _process_ticks()
+    seconds = time.perf_counter() - began
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = []
+    for pid, (name, used) in after.items():
+        if pid == os.getpid() or pid not in before:
+            continue
+        cores = (used - before[pid][1]) / ticks / seconds
+        if cores >= 0.1:
+            busy.append(BusyProcess(pid, name, cores))
+    return sorted(busy, key=lambda p: -p.cores)[:limit]
+
+
+def describe_busiest(processes: list[BusyProcess]) -> str:
+    """'stress (pid 4242) 1.00 core, python3 (pid 17) 0.98 core' or ''."""
+    return ", ".join(f"{p.name} (pid {p.pid}) {p.cores:.2f} core" for p in processes)
+
+
+# The doctor fails, and a sweep warns once at its start, when other processes keep this share of the cores busy.
+BUSY_MACHINE_SHARE = 0.5
+
+
+def busy_machine_sentence(busy_cores: float | None, cores: int, gpu_processes: int | None = None) -> str | None:
+    """The one sentence `doctor` fails with and `sweep` warns with, or None when the machine is quiet enough."""
+    parts = []
+    if busy_cores is not None and busy_cores >= max(DISTURBED_MIN_CORES, BUSY_MACHINE_SHARE * cores):
+        parts.append(f"other processes keep {busy_cores:.2f} of {cores} cores busy")
+    if gpu_processes:
+        parts.append(f"{gpu_processes} other process{'es' * (gpu_processes != 1)} use the GPU")
+    if not parts:
+        return None
+    return (" and ".join(parts) + ": timings taken now are slowed by them; wait until they finish or use an idle "
+            "machine (rows measured meanwhile are flagged `disturbed`)")

@@ -1,0 +1,136 @@
+"""Interference is measured: other processes' share of the CPU around each timed window, other processes on the
+GPU, the busiest culprits by name, and, for real, that a sweep run beside two CPU burners flags what they slowed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import rpbench
+from rpbench.analysis import analyse_run
+from rpbench.machine import interference, telemetry
+
+from cli_helpers import invoke
+
+BURN = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+
+
+def burners(count: int, seconds: float) -> list[subprocess.Popen]:
+    """CPU-burning children that stop by themselves after `seconds` (callers also kill them in `finally`)."""
+    return [subprocess.Popen([sys.executable, "-c", BURN.format(seconds=seconds)]) for _ in range(count)]
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+def test_the_monitor_subtracts_our_own_cpu_time(monkeypatch):
+    readings = iter([(1000, 4000), (1000 + 60, 4000 + 80)])  # 60 busy of 80 jiffies over 2 cores
+    clock = iter([10.0, 10.2])  # we used 0.2 s = 20 jiffies of CPU ourselves
+    monkeypatch.setattr(interference, "cpu_jiffies", lambda: next(readings))
+    monkeypatch.setattr(interference.time, "process_time", lambda: next(clock))
+    monkeypatch.setattr(interference.os, "sysconf", lambda name: 100)
+    monkeypatch.setattr(interference, "logical_cores", lambda: 2)
+    with interference.LoadMonitor(own_threads=2) as monitor:
+        pass
+    load = monitor.load
+    assert load.others_busy_cores == pytest.approx((60 - 20) / 80 * 2)  # 1.0 core of others
+    assert load.window_s >= interference.MIN_WINDOW_S and load.disturbed
+
+
+def test_without_proc_stat_the_load_is_unknown_not_idle(monkeypatch):
+    monkeypatch.setattr(interference, "cpu_jiffies", lambda: None)
+    with interference.LoadMonitor(own_threads=1) as monitor:
+        pass
+    assert monitor.load.others_busy_cores is None and not monitor.load.disturbed
+
+
+@pytest.mark.parametrize("pids, others", [([os.getpid()], 0), ([os.getpid(), 7, 8], 2),
+                                          ([123456], 0), ([123456, 9], 1), (None, None)])
+def test_other_gpu_processes_exclude_us_even_behind_a_pid_namespace(monkeypatch, pids, others):
+    monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
+    listed = None if pids is None else [{"pid": pid, "used_mib": 1.0} for pid in pids]
+    monkeypatch.setattr(telemetry, "gpu_processes", lambda index: listed)
+    assert interference.gpu_others(0) == others
+
+
+def test_the_busy_machine_sentence_starts_at_half_the_cores():
+    assert interference.busy_machine_sentence(0.9, 2) is None
+    sentence = interference.busy_machine_sentence(1.0, 2)
+    assert sentence.startswith("other processes keep 1.00 of 2 cores busy: timings taken now are slowed")
+    assert interference.busy_machine_sentence(0.0, 2, gpu_processes=1).startswith("1 other process use")
+    assert interference.busy_machine_sentence(None, 2) is None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_a_burning_process_is_seen_and_named():
+    children = burners(1, seconds=20)
+    try:
+        time.sleep(0.3)
+        busy = interference.others_busy_cores(0.5)
+        named = interference.busiest_others(0.5)
+    finally:
+        stop(children)
+    assert busy is not None and busy >= 0.6
+    assert any(p.pid == children[0].pid and p.cores >= 0.6 for p in named)
+    assert f"(pid {children[0].pid})" in interference.describe_busiest(named)
+
+
+SUITE = """
+name = "interference"
+description = "cases of a few ms, two threads, on the CPU"
+[axes]
+tokens = [256, 1024]
+batch = [1]
+dim = [64]
+heads = [4]
+dtype = ["float32"]
+mode = ["fwd"]
+device = "cpu"
+[measure]
+warmup_ms = 30
+repeat_ms = 100
+min_samples = 5
+threads = {threads}
+rounds = 2
+retries = 1
+[[attention]]
+name = "dense-naive"
+[[attention]]
+name = "linear"
+[[attention]]
+name = "window"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_a_sweep_beside_two_cpu_burners_flags_the_rows_they_slowed(tmp_path):
+    threads = min(2, os.cpu_count() or 1)
+    suite = tmp_path / "interference.toml"
+    suite.write_text(SUITE.format(threads=threads))
+    idle_dir, busy_dir = tmp_path / "idle", tmp_path / "busy"
+    assert invoke("sweep", str(suite), "--out", str(idle_dir), "--no-report").exit_code == 0
+    children = burners(max(2, os.cpu_count() or 1), seconds=90)
+    try:
+        time.sleep(0.3)
+        busy_run = invoke("sweep", str(suite), "--out", str(busy_dir), "--no-report")
+    finally:
+        stop(children)
+    assert busy_run.exit_code == 0
+    assert "warning: other processes keep" in busy_run.output  # said once, at the start
+    idle = rpbench.load(idle_dir).set_index("case_id")
+    busy = rpbench.load(busy_dir).set_index("case_id")
+    slowed = busy["latency_ms_median"] / idle["latency_ms_median"] > 1.5
+    flagged = busy["disturbed"].astype(bool)
+    assert flagged[slowed].all(), busy.loc[slowed & ~flagged, ["label", "tokens", "others_busy_cores"]]
+    assert flagged.sum() >= len(busy) - 1 and (busy["retries"] >= 1).all()
+    assert idle["disturbed"].astype(bool).sum() <= 1  # the same sweep on a quiet machine flags (almost) nothing
+    assert "rows flagged" in busy_run.output and "disturbed" in busy_run.output
+    summary = analyse_run(busy.reset_index(), {}).summary
+    assert summary["usable"].sum() <= 1 and summary.loc[summary["flagged"], "speedup"].isna().all()

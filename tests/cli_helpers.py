@@ -37,3 +37,27 @@ def tiny_suite(tmp_path: Path, names=("dense", "rpattention"), tokens="64, 256",
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def kill_sweep_when(suite: Path, out: Path, ready, timeout_s: float = 120) -> None:
+    """Start `rpbench sweep SUITE --out OUT` in its own process group and kill -9 it as soon as `ready()` holds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    proc = subprocess.Popen([sys.executable, "-m", "rpbench", "sweep", str(suite), "--out", str(out), "--no-report"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.02)
+        pytest.fail("the sweep did not get there in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -4,14 +4,17 @@ last round (at most `timing.retries` times per case). A case is final, and hande
 will be measured for it; its row pools the samples of its undisturbed passes.
 
 The first pass of a case is the full measurement (`run_case`: FLOPs, kernels, timing, memory, energy); later
-passes rebuild the case from its seed and time it again (`measure_again`).
+passes rebuild the case from its seed and time it again (`measure_again`). Every pass is handed to `on_pass` as it
+ends (the sweep journals it), and a resumed sweep hands back the passes of unfinished cases as `earlier`: up to
+`rounds` - 1 of them count as taken, and such a case gets one full measurement (as its next pass) before its row
+is written.
 """
 from __future__ import annotations
 
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from ..core.case import Case, Timing
 from ..core.errors import one_line
@@ -37,6 +40,7 @@ class _Progress:
     notes: list[str] = field(default_factory=list)
     spent_s: float = 0.0
     final: bool = False
+    regular: int = 0  # passes of the rounds taken (earlier ones included), retries not counted
 
     def clean(self) -> int:
         return sum(not r.disturbed for r in self.rounds)
@@ -75,14 +79,24 @@ def measure_in_rounds(
     on_final: Callable[[Measurement], None],
     on_start: Callable[[Case, int, int], None] | None = None,
     pause: Callable[[Case], None] | None = None,
+    on_pass: Callable[[Case, int, Round], None] | None = None,
+    earlier: Mapping[str, Sequence[Round]] | None = None,
 ) -> None:
     """Measure `cases` in rounds; `on_final` gets each case's pooled Measurement the moment it is final.
 
     `on_start(case, pass number, passes planned)` precedes every pass (the plan grows when a retry is added);
-    `pause(case)` runs between passes (the cool-down).
+    `pause(case)` runs between passes (the cool-down); `on_pass(case, index, round)` follows every pass;
+    `earlier` holds passes a killed sweep took of these cases.
     """
     progress = {case.case_id: _Progress(case, retries_left=timing.retries) for case in cases}
-    planned = len(cases) * timing.rounds
+    for case_id, passes in (earlier or {}).items():
+        if case_id in progress:  # at most rounds - 1 of them: the full measurement still to come is one too
+            state = progress[case_id]
+            regular = [r for r in passes if not r.retry][:timing.rounds - 1]
+            state.rounds = regular + [r for r in passes if r.retry]
+            state.regular = len(regular)
+            state.retries_left = max(0, timing.retries - sum(r.retry for r in passes))
+    planned = sum(max(1, timing.rounds - state.regular) for state in progress.values())
     taken = 0
 
     def take(state: _Progress, retry: bool) -> None:
@@ -93,9 +107,10 @@ def measure_in_rounds(
         if on_start is not None:
             on_start(state.case, taken, planned)
         began = time.perf_counter()
+        before = len(state.rounds)
         if state.first is None:
             state.first = run_case(state.case, timing, suite=suite)
-            state.rounds.extend(state.first.rounds)
+            state.rounds.extend(replace(r, retry=retry) for r in state.first.rounds)
         else:
             try:
                 state.rounds.append(measure_again(state.case, timing, state.first, retry=retry))
@@ -106,6 +121,11 @@ def measure_in_rounds(
         state.spent_s += time.perf_counter() - began
         if retry:
             state.retries_left -= 1
+        else:
+            state.regular += 1
+        if on_pass is not None:
+            for index in range(before, len(state.rounds)):
+                on_pass(state.case, index, state.rounds[index])
 
     def finish(state: _Progress) -> None:
         state.final = True
@@ -114,7 +134,9 @@ def measure_in_rounds(
     for index in range(timing.rounds):
         for case in round_order(cases, index):
             state = progress[case.case_id]
-            if state.final:
+            if state.final or (state.regular > index and state.first is None and index < timing.rounds - 1):
+                continue  # taken before a resume; the last round still gives it its full measurement
+            if state.regular > index and state.first is not None:
                 continue
             take(state, retry=False)
             if state.final or not state.first.ok:  # a failed first pass (or a failed later one) ends the case
@@ -128,7 +150,7 @@ def measure_in_rounds(
         planned += len(retrying)
         for state in retrying:
             take(state, retry=True)
-            if not state.wants_retry(timing.rounds):
+            if state.final or not state.first.ok or not state.wants_retry(timing.rounds):
                 finish(state)
     for state in progress.values():
         if not state.final:

@@ -101,5 +101,8 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
             on_measured(measured)
 
     measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
-                      pause=lambda case: time.sleep(cooldown_seconds(suite, case)))
+                      pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
+                      on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
+                      earlier=writer.earlier_passes())
+    writer.forget_passes()
     return outcome

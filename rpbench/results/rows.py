@@ -3,9 +3,11 @@ order of `core.schema.COLUMNS` (a column with nothing to say is left out)."""
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import asdict
 from typing import Any
 
-from ..core.measurement import Measurement
+from ..core.measurement import Load, Measurement, Round
 from ..core.schema import COLUMNS
 
 
@@ -107,3 +109,35 @@ def sample_rows(measured: Measurement) -> list[dict[str, Any]]:
             lines.append({"case_id": measured.case.case_id, "sample": index, "latency_ms": value, "round": number})
             index += 1
     return lines
+
+
+def pass_line(case_id: str, index: int, taken: Round) -> str:
+    """One journal line (passes.jsonl) for a pass of a case not yet final."""
+    return json.dumps({"case_id": case_id, "index": index, "round": asdict(taken)}, separators=(",", ":"))
+
+
+def pass_from_line(line: str) -> tuple[str, int, Round] | None:
+    """(case_id, index, Round) of a journal line, or None for a line that is torn, damaged or not ours."""
+    try:
+        record = json.loads(line)
+        taken = record["round"]
+        samples = tuple(float(v) for v in taken["samples"])
+        if not samples or not all(math.isfinite(v) and v >= 0 for v in samples):
+            return None
+        load = None if taken.get("load") is None else Load(**taken["load"])
+        if load is not None and not _plausible_load(load):
+            return None
+        found = Round(samples=samples, load=load, retry=bool(taken.get("retry")), started_at=taken.get("started_at"))
+        return str(record["case_id"]), int(record["index"]), found
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _plausible_load(load: Load) -> bool:
+    def number(value: object, optional: bool = True) -> bool:
+        if value is None:
+            return optional
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+    return (number(load.others_busy_cores) and number(load.window_s, False) and number(load.gpu_others)
+            and isinstance(load.cores, int) and isinstance(load.own_threads, int))

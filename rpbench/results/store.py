@@ -2,7 +2,7 @@
 killed sweep loses nothing finished.
 
 Layout: results.csv (one row per case), samples.csv (every pooled timed sample), rounds.csv (every timed pass,
-pooled or left out), env.json, suite.toml, run.json (which
+pooled or left out), passes.jsonl (the journal of passes of cases not yet final), env.json, suite.toml, run.json (which
 sweep the dir holds, see `resume`), report.html, .rpbench.lock (see `lock`), and traces/<case_id>.json.gz (written
 by the profiler at the path `RunWriter.trace_path` gives). A `Measurement`
 becomes a results row on its way in (`rows.row_of`) and nowhere else. No torch here.
@@ -19,22 +19,23 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from ..core.errors import ExecutionError, ResultsError
-from ..core.measurement import Measurement
+from ..core.measurement import Measurement, Round
 from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
 from . import csvfile
 from .lock import LOCK
-from .rows import round_rows, row_of, sample_rows
+from .rows import pass_from_line, pass_line, round_rows, row_of, sample_rows
 
 RESULTS = "results.csv"
 SAMPLES = "samples.csv"
 ROUNDS = "rounds.csv"
+PASSES = "passes.jsonl"
 ENV = "env.json"
 SUITE = "suite.toml"
 RUN = "run.json"
 REPORT = "report.html"
 TRACES = "traces"
 # What a run dir may hold besides traces/; a new sweep refuses a non-empty dir holding anything else.
-RUN_FILES = {RESULTS, SAMPLES, ROUNDS, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
+RUN_FILES = {RESULTS, SAMPLES, ROUNDS, PASSES, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
 
 
 def _oserror(path: Path, err: OSError) -> str:
@@ -54,6 +55,7 @@ class RunWriter:
             self._drop_orphans(ROUNDS, ROUND_COLUMNS)
             self._samples = csvfile.AppendOnlyCsv(self.run_dir / SAMPLES, SAMPLE_COLUMNS)
             self._rounds = csvfile.AppendOnlyCsv(self.run_dir / ROUNDS, ROUND_COLUMNS)
+            self._earlier = self._read_journal()
         except OSError as err:
             raise ResultsError(f"cannot write the run dir {_oserror(self.run_dir, err)}") from None
 
@@ -69,6 +71,47 @@ class RunWriter:
         if keep.all():
             return
         write_file(path, lines[keep].to_csv(index=False))  # atomic: a kill leaves the old file or the new one
+
+    def _read_journal(self) -> dict[str, list[Round]]:
+        """Passes of unfinished cases a killed sweep journalled; the journal is rewritten without the rest (passes
+        of finished cases, a torn last line), atomically."""
+        path = self.run_dir / PASSES
+        if not path.exists():
+            return {}
+        finished = self.finished_case_ids()
+        kept: dict[str, dict[int, Round]] = {}
+        lines = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            found = pass_from_line(line)
+            if found is None or found[0] in finished:
+                continue
+            case_id, index, taken = found
+            kept.setdefault(case_id, {})[index] = taken
+            lines.append(line)
+        write_file(path, "".join(line + "\n" for line in lines))
+        return {case_id: [passes[i] for i in sorted(passes)] for case_id, passes in kept.items()}
+
+    def earlier_passes(self) -> dict[str, list[Round]]:
+        """Passes of unfinished cases taken before a kill (a resume counts them; see bench.rounds)."""
+        return self._earlier
+
+    def journal_pass(self, case_id: str, index: int, taken: Round) -> None:
+        """Keep one pass of a case not yet final, flushed, so a killed sweep loses no pass."""
+        try:
+            with (self.run_dir / PASSES).open("a", encoding="utf-8") as handle:
+                handle.write(pass_line(case_id, index, taken) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:
+            raise ExecutionError(f"cannot write {_oserror(self.run_dir, err)}; the rows written before are kept: "
+                                 f"make room, then continue with `rpbench sweep --resume {self.run_dir}`") from None
+
+    def forget_passes(self) -> None:
+        """Every case is final: the journal has nothing left to say."""
+        try:
+            (self.run_dir / PASSES).unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def finished_case_ids(self) -> set[str]:
         """Cases already written with a final status (skipped on resume)."""

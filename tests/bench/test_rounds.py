@@ -15,7 +15,7 @@ from rpbench.core.measurement import UNSTABLE_ROUNDS_PCT, Load, Measurement, Rou
 from rpbench.results.rows import round_rows, row_of, sample_rows
 from rpbench.results.store import ROUNDS, load_samples
 
-from cli_helpers import invoke, tiny_suite
+from cli_helpers import invoke, kill_sweep_when, tiny_suite
 
 QUIET = Load(others_busy_cores=0.0, cores=2, own_threads=2, window_s=0.2)
 BUSY = Load(others_busy_cores=1.9, cores=2, own_threads=2, window_s=0.2)
@@ -170,3 +170,49 @@ def test_a_run_started_before_rounds_existed_resumes_with_one_round(tmp_path):
     assert Timing.same_json(frame.loc[0, "timing"]) == Timing.same_json(Timing(**legacy, rounds=1).to_json())
     resumed = invoke("sweep", "--resume", str(out), "--no-report")
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_sweep_killed_between_rounds_keeps_every_pass_and_resume_takes_only_what_is_missing(tmp_path):
+    from rpbench.results.store import PASSES
+
+    suite = tiny_suite(tmp_path, names=("dense", "linear"), tokens="16, 64, 256")
+    suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))
+    out = tmp_path / "run"
+    journal = out / PASSES  # all of round 1 journalled: rows come only in round 2
+    kill_sweep_when(suite, out, lambda: journal.exists() and journal.read_text().count("\n") >= 7)
+    before = pd.read_csv(out / "results.csv")  # maybe no row yet: the header alone
+    kept = [line for line in (out / PASSES).read_text().splitlines() if line]
+    assert len(kept) >= 6
+    (out / PASSES).write_text((out / PASSES).read_text() + '{"case_id": "torn li')  # the kill tore a line
+    resumed = invoke("sweep", "--resume", str(out), "--no-report")
+    assert resumed.exit_code == 0, resumed.output
+    frame = rpbench.load(out)
+    assert len(frame) == 6 and frame["case_id"].is_unique and set(before["case_id"]) <= set(frame["case_id"])
+    passes = pd.read_csv(out / ROUNDS)
+    unfinished = frame[~frame["case_id"].isin(before["case_id"])]
+    # a case interrupted after its first pass keeps it: 2 passes, never 3 (nothing measured twice)
+    assert passes.groupby("case_id").size().loc[unfinished["case_id"]].eq(2).all()
+    assert frame["rounds"].eq(2).all() and not (out / PASSES).exists()
+    assert load_samples(out).groupby("case_id").size().eq(10).all()
+
+
+@pytest.mark.parametrize("line", [
+    "", "not json", "[]", '{"case_id": "a"}', '{"case_id": "a", "index": 0, "round": {"samples": []}}',
+    '{"case_id": "a", "index": 0, "round": {"samples": [NaN]}}',
+    '{"case_id": "a", "index": 0, "round": {"samples": [-1]}}',
+    '{"case_id": "a", "index": "x", "round": {"samples": [1.0]}}',
+    '{"case_id": "a", "index": 0, "round": {"samples": [1.0], "load": {"others_busy_cores": "lots", "cores": 2, '
+    '"own_threads": 2, "window_s": 0.2}}}',
+    '{"case_id": "a", "index": 0, "round": {"samples": [1.0], "load": {"bogus": 1}}}',
+])
+def test_a_damaged_journal_line_is_ignored_never_trusted(line):
+    from rpbench.results.rows import pass_from_line
+
+    assert pass_from_line(line) is None
+
+
+def test_a_journal_line_round_trips():
+    from rpbench.results.rows import pass_from_line, pass_line
+
+    taken = Round(samples=(1.5, 2.0), load=BUSY, retry=True, started_at="2026-11-24T20:00:00+00:00")
+    assert pass_from_line(pass_line("abc", 3, taken)) == ("abc", 3, taken)

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -22,7 +19,7 @@ from rpbench.cli import app
 from rpbench.results.store import load_samples
 from typer.testing import CliRunner
 
-from cli_helpers import invoke, tiny_suite
+from cli_helpers import invoke, kill_sweep_when, tiny_suite
 
 REQUIRED = (
     "case_id suite attention label batch tokens height width resolution patch dim heads m dtype mode device status "
@@ -174,20 +171,8 @@ def test_kill_9_mid_sweep_then_resume(tmp_path):
     path = tiny_suite(tmp_path, names=("dense", "rpattention", "linear", "agent"), tokens="16, 64, 256, 1024")
     path.write_text(path.read_text().replace("repeat = 5", "repeat = 40"))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rpbench", "sweep", str(path), "--out", str(out), "--no-report"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            results = out / "results.csv"
-            if results.exists() and results.read_text().count("\n") >= 4:  # header + 3 rows
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("sweep wrote no rows in time")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    results = out / "results.csv"
+    kill_sweep_when(path, out, lambda: results.exists() and results.read_text().count("\n") >= 4)  # header + 3 rows
     before = rpbench.load(out)
     assert 3 <= len(before) < 16
     result = invoke("sweep", "--resume", str(out), "--no-report")

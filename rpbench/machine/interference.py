@@ -69,15 +69,23 @@ def others_busy_cores(interval_s: float) -> float | None:
 def gpu_others(cuda_index: int) -> int | None:
     """Processes on torch's `cuda:<cuda_index>` other than this one; None when NVML cannot list them.
 
-    This process holds a CUDA context, so it is on the list; in a container NVML reports host pids, and then the
-    list does not show our pid: one entry is taken to be us.
+    Once this process holds a CUDA context it is on the list; in a container NVML reports host pids, and then the
+    list does not show our pid: one entry is taken to be us. Before our context exists, every entry is another.
     """
     nvml_index = telemetry.nvml_index_for_cuda_device(cuda_index)
     processes = None if nvml_index is None else telemetry.gpu_processes(nvml_index)
     if processes is None:
         return None
     pids = [p["pid"] for p in processes]
-    return max(0, len(pids) - 1) if os.getpid() not in pids else len(pids) - 1
+    if os.getpid() in pids:
+        return len(pids) - 1
+    return max(0, len(pids) - 1) if _holds_cuda_context() else len(pids)
+
+
+def _holds_cuda_context() -> bool:
+    import torch
+
+    return torch.cuda.is_initialized()
 
 
 class LoadMonitor:
@@ -162,7 +170,7 @@ def busy_machine_sentence(busy_cores: float | None, cores: int, gpu_processes: i
     if busy_cores is not None and busy_cores >= max(DISTURBED_MIN_CORES, BUSY_MACHINE_SHARE * cores):
         parts.append(f"other processes keep {busy_cores:.2f} of {cores} cores busy")
     if gpu_processes:
-        parts.append(f"{gpu_processes} other process{'es' * (gpu_processes != 1)} use the GPU")
+        parts.append(f"{gpu_processes} other process{'es use' if gpu_processes != 1 else ' uses'} the GPU")
     if not parts:
         return None
     return (" and ".join(parts) + ": timings taken now are slowed by them; wait until they finish or use an idle "

@@ -53,17 +53,25 @@ def test_without_proc_stat_the_load_is_unknown_not_idle(monkeypatch):
 @pytest.mark.parametrize("pids, others", [([os.getpid()], 0), ([os.getpid(), 7, 8], 2),
                                           ([123456], 0), ([123456, 9], 1), (None, None)])
 def test_other_gpu_processes_exclude_us_even_behind_a_pid_namespace(monkeypatch, pids, others):
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda: True)
     monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
     listed = None if pids is None else [{"pid": pid, "used_mib": 1.0} for pid in pids]
     monkeypatch.setattr(telemetry, "gpu_processes", lambda index: listed)
     assert interference.gpu_others(0) == others
 
 
+def test_before_our_cuda_context_exists_every_gpu_process_is_another(monkeypatch):
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda: False)
+    monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
+    monkeypatch.setattr(telemetry, "gpu_processes", lambda index: [{"pid": 123456, "used_mib": 1.0}])
+    assert interference.gpu_others(0) == 1
+
+
 def test_the_busy_machine_sentence_starts_at_half_the_cores():
     assert interference.busy_machine_sentence(0.9, 2) is None
     sentence = interference.busy_machine_sentence(1.0, 2)
     assert sentence.startswith("other processes keep 1.00 of 2 cores busy: timings taken now are slowed")
-    assert interference.busy_machine_sentence(0.0, 2, gpu_processes=1).startswith("1 other process use")
+    assert interference.busy_machine_sentence(0.0, 2, gpu_processes=1).startswith("1 other process uses the GPU")
     assert interference.busy_machine_sentence(None, 2) is None
 
 

@@ -32,6 +32,12 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, order: str = "linear", eps
     compute the same function; the second exists to show it.
     """
     phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)
+    # The state sums over all N tokens, so it grows with N: in float16 (largest value 65504) the normaliser
+    # overflows from a few thousand tokens. Averaging instead of summing (φ(K) / N, and ε / N) leaves the ratio
+    # unchanged; it is done in float16 only, so other dtypes compute exactly what they did.
+    scale = 1.0 / k.shape[-2] if k.dtype == torch.float16 else 1.0
+    if scale != 1.0:
+        phi_k, eps = phi_k * scale, eps * scale
     if order == "linear":
         state = torch.cat([phi_k.transpose(-1, -2) @ v, phi_k.sum(dim=-2).unsqueeze(-1)], dim=-1)
         read = phi_q @ state

@@ -79,10 +79,10 @@ def _side(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 
 
 def _judge(a: pd.Series, b: pd.Series, metric: Metric, threshold_pct: float) -> tuple[str, str]:
-    if not a["ok"] or not b["ok"]:
-        if a["ok"]:
+    if a["status"] != b["status"] or not a["ok"]:  # ok → inaccurate is a regression too
+        if a["status"] == "ok":
             return "regression", f"status ok → {b['status']}"
-        if b["ok"]:
+        if b["status"] == "ok":
             return "improvement", f"status {a['status']} → ok"
         return "unchanged", f"status {a['status']} → {b['status']}"
     flagged = [f"{side}: {row['flags']}" for side, row in (("A", a), ("B", b)) if pd.notna(row["flags"])]

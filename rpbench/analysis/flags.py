@@ -1,6 +1,7 @@
 """Which rows must not be believed, and why: every row gets `flags` (reasons, "; "-joined) and `flagged`.
 
-A row is flagged when other processes disturbed every pass pooled into it (`disturbed`), its passes disagree
+A row is flagged when its output is `inaccurate` (its status: rel_err above the dtype's tolerance), when other
+processes disturbed every pass pooled into it (`disturbed`), its passes disagree
 (`unstable`), a GPU clock limit was active (`throttled`), or it is implausible within its curve: latency that falls
 by more than IMPLAUSIBLE_DROP× while tokens and FLOPs grow. Fits, crossovers, speedups and compare leave flagged
 rows out and say how many. `noisy` (a wide IQR) is marked in every table but does not flag a row: a sub-millisecond
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 IMPLAUSIBLE_DROP = 2.0
-FLAG_KINDS = ("disturbed", "unstable", "throttled", "implausible")
+FLAG_KINDS = ("inaccurate", "disturbed", "unstable", "throttled", "implausible")
 
 
 def _true(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -41,7 +42,8 @@ def implausible_pairs(frame: pd.DataFrame) -> dict[int, str]:
     flops = frame["flops_analytic"].astype("Float64").fillna(frame["flops_counted"].astype("Float64"))
     latency = frame["latency_ms_median"].astype("Float64")
     usable = frame["ok"] & latency.notna() & (latency > 0) & flops.notna() & frame["tokens"].notna()
-    already = _true(frame, "disturbed") | _true(frame, "unstable") | _true(frame, "throttled")
+    already = (_true(frame, "disturbed") | _true(frame, "unstable") | _true(frame, "throttled")
+               | (frame["status"] == "inaccurate"))
     for _, rows in frame[usable].groupby(["_context", "_variant"], sort=False):
         ordered = rows.sort_values("tokens")
         for small in ordered.index:
@@ -62,6 +64,9 @@ def flag_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """`implausible`, `flags` (the reasons) and `flagged` for a prepared table (needs ok, _context, _variant)."""
     reasons: list[list[str]] = [[] for _ in range(len(frame))]
     position = {index: i for i, index in enumerate(frame.index)}
+    for index, row in frame[frame["status"] == "inaccurate"].iterrows():
+        reasons[position[index]].append(f"inaccurate: rel_err {row['rel_err']:.3g}" if pd.notna(row.get("rel_err"))
+                                        else "inaccurate")
     for index, row in frame[frame["ok"] & _true(frame, "disturbed")].iterrows():
         reasons[position[index]].append(_disturbed_reason(row))
     for index, row in frame[frame["ok"] & _true(frame, "unstable")].iterrows():
@@ -83,7 +88,8 @@ def flag_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def flag_counts(frame: pd.DataFrame) -> dict[str, int]:
     """How many ok rows carry each kind of flag, plus `flagged` (any) and `noisy` (marked, not flagged)."""
     ok = frame[frame["ok"]]
-    counts = {kind: int(_true(ok, kind).sum()) for kind in FLAG_KINDS}
+    counts = {kind: int(_true(ok, kind).sum()) for kind in FLAG_KINDS if kind != "inaccurate"}
+    counts["inaccurate"] = int((ok["status"] == "inaccurate").sum())
     counts["flagged"] = int(ok["flagged"].sum()) if "flagged" in ok else 0
     counts["noisy"] = int(_true(ok, "noisy").sum())
     return counts

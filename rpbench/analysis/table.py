@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.errors import AnalysisError
+from ..core.schema import MEASURED_STATUSES
 from .flags import flag_rows
 
 DEFAULT_BASELINE = "dense"
@@ -55,7 +56,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["mechanism"] = out["label"].fillna(out["attention"]).fillna("?").astype(str)
     out["flops"] = out["flops_counted"].fillna(out["flops_analytic"]).astype("Float64")
-    out["ok"] = (out["status"] == "ok").fillna(False).astype(bool)
+    out["ok"] = out["status"].isin(MEASURED_STATUSES).fillna(False).astype(bool)  # timed: the numbers exist
     out["_context"] = _key(out, CONTEXT_KEYS)
     out["_variant"] = _key(out, VARIANT_KEYS)
     out["_size"] = _key(out, SIZE_KEYS)

@@ -64,7 +64,7 @@ def _final(progress: _Progress) -> Measurement:
     """The case's row: the first pass's measurement with every pass attached and the clean ones' samples pooled."""
     first = progress.first
     assert first is not None
-    if not first.ok:
+    if not first.timed:
         return first
     measured = replace(first, rounds=tuple(progress.rounds))
     samples = tuple(s for r in measured.pooled for s in r.samples)
@@ -139,7 +139,7 @@ def measure_in_rounds(
             if state.regular > index and state.first is not None:
                 continue
             take(state, retry=False)
-            if state.final or not state.first.ok:  # a failed first pass (or a failed later one) ends the case
+            if state.final or not state.first.timed:  # a failed first pass (or a failed later one) ends the case
                 finish(state)
             elif index == timing.rounds - 1 and not state.wants_retry(timing.rounds):
                 finish(state)
@@ -150,7 +150,7 @@ def measure_in_rounds(
         planned += len(retrying)
         for state in retrying:
             take(state, retry=True)
-            if state.final or not state.first.ok or not state.wants_retry(timing.rounds):
+            if state.final or not state.first.timed or not state.wants_retry(timing.rounds):
                 finish(state)
     for state in progress.values():
         if not state.final:

@@ -21,6 +21,8 @@ from ..core.measurement import GpuReading, GpuTelemetry, Measurement, Round, sum
 from ..machine import telemetry
 from ..machine.interference import LoadMonitor
 from ..machine.environment import cpu_model
+from ..core.schema import ERROR_TOLERANCE
+from .accuracy import REFERENCE_DTYPES, relative_error
 from .probes import peak_memory, sdpa_kernels_that_ran
 from .timing import MAX_TIMED_S, TIMER_NAMES, time_step
 from .workload import Workload, apply_fastest_sdpa, make_workload
@@ -102,9 +104,10 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     start = _reading(gpu) if gpu is not None else None
 
     _check_finite(work)
+    rel_err, accuracy_note = _accuracy(case, work)
     backend_note = apply_fastest_sdpa(case, work)
     forced = getattr(work.module, "sdpa_backend", None) if backend_note else None
-    notes = [_knobs_as_run(case), backend_note]
+    notes = [accuracy_note, _knobs_as_run(case), backend_note]
     flops_counted = attentions.count_flops(lambda: (work.reset(), work.step()))
     kernels = sdpa_kernels_that_ran(work.step, work.reset)
     first = timed_round(case, timing, work)
@@ -120,7 +123,8 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
             notes.append("energy: NVML total-energy counter unsupported on this GPU/driver")
         gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy)
     return Measurement(
-        case=case, status="ok", notes=tuple(n for n in notes if n), samples=tuple(samples), **where,
+        case=case, status="inaccurate" if _too_far(case, rel_err) else "ok", notes=tuple(n for n in notes if n),
+        samples=tuple(samples), **where, rel_err=rel_err,
         params=_params(work), flops_analytic=work.flops_analytic, flops_counted=flops_counted,
         sdpa_backend="+".join(kernels) if kernels else None, memory=memory, model=work.model, gpu=gpu_telemetry,
         rounds=(first,), forced_backend=forced,
@@ -149,6 +153,24 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
         del work
         release(case.device)
 
+
+
+def _accuracy(case: Case, work: Workload) -> tuple[float | None, str | None]:
+    """rel_err against the higher-precision reference, and the note of an `inaccurate` case (or of a reference
+    that could not run, e.g. out of memory in float64)."""
+    try:
+        error = relative_error(case, work)
+    except Exception as err:  # the reference costs more memory than the case; its failure is a note, not a status
+        release(case.device)
+        return None, f"rel_err not measured: {one_line(err)[:NOTE_LIMIT]}"
+    if _too_far(case, error):
+        reference = str(REFERENCE_DTYPES[case.dtype]).removeprefix("torch.")
+        return error, f"inaccurate: rel_err {error:.3g} against {reference} exceeds {ERROR_TOLERANCE[case.dtype]:g}"
+    return error, None
+
+
+def _too_far(case: Case, error: float | None) -> bool:
+    return error is not None and error > ERROR_TOLERANCE[case.dtype]
 
 
 def _knobs_as_run(case: Case) -> str | None:

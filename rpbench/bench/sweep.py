@@ -93,7 +93,7 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
     outcome.skipped = len(cases) - len(todo)
 
     def final(measured: Measurement) -> None:
-        if profile and measured.ok:
+        if profile and measured.timed:
             measured = _with_trace(measured, writer)
         writer.append(measured)
         outcome.measurements.append(measured)

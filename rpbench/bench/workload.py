@@ -34,6 +34,7 @@ class Workload:
     batch: int
     tokens: int
     flops_analytic: int | None
+    inputs: torch.Tensor | None = None  # what `forward` feeds the module (the accuracy check reuses it)
     model: ModelCosts | None = None
 
 
@@ -93,7 +94,7 @@ def build_workload(
 
     step, reset = make_steps(module, forward, case.mode, grad_out)
     return Workload(module=module, step=step, reset=reset, forward=forward, batch=case.batch, tokens=case.tokens,
-                    flops_analytic=flops_analytic, model=model)
+                    flops_analytic=flops_analytic, inputs=inputs, model=model)
 
 
 def make_layer_workload(case: Case) -> Workload:

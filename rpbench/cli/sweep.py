@@ -95,8 +95,10 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
 
     def on_measured(measured: Measurement) -> None:
         line = Text(f"  {measured.case.describe()}: ")
-        if measured.ok:
+        if measured.timed:
             line.append(f"{measured.stats.median:.4g} ms")
+            if not measured.ok:
+                line.append(f" {measured.status}: {measured.note or ''}", style="yellow")
             for flag in _row_flags(measured):
                 line.append(f" {flag}", style="yellow")
         else:

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .case import Case, Timing
+from .schema import MEASURED_STATUSES
 
 # A case whose interquartile range exceeds this share of its median is flagged `noisy`.
 NOISY_IQR_PCT = 10.0
@@ -194,10 +195,17 @@ class Measurement:
     rounds: tuple[Round, ...] = ()
     # The SDPA backend rpbench forced on the module (dense with backend=auto); later rounds force the same one.
     forced_backend: str | None = None
+    # ‖y − y_ref‖ / ‖y_ref‖ against a higher-precision run of the same module and inputs (bench.accuracy).
+    rel_err: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def timed(self) -> bool:
+        """Measured in full (ok, or inaccurate but timed like any other case)."""
+        return self.status in MEASURED_STATUSES
 
     @property
     def note(self) -> str | None:

@@ -3,7 +3,17 @@ the export formats. Every room reads this; no torch here."""
 from __future__ import annotations
 
 # Final statuses: a case with one of these in results.csv is done and skipped on --resume.
-STATUSES = ("ok", "oom", "unsupported", "nonfinite", "error")
+STATUSES = ("ok", "inaccurate", "oom", "unsupported", "nonfinite", "error")
+# Statuses of cases that were timed: their rows carry every measured column. `inaccurate` rows are shown, but
+# left out of fits, crossovers and speedups (see analysis.flags).
+MEASURED_STATUSES = ("ok", "inaccurate")
+
+# The largest rel_err (‖y − y_ref‖ / ‖y_ref‖ against float32, or float64 for float32) a dtype may show before
+# its row is `inaccurate`. Every mechanism measures ≤ 4.7e-4 (float16), ≤ 3.8e-3 (bfloat16) and ≤ 3e-7
+# (float32) at 196–16384 tokens on the CPU: the float16 and bfloat16 limits are about 20 and 13 units of
+# roundoff (2^-11, 2^-8), room for deeper models, yet far below an overflowing normaliser (0.47); the float32
+# limit admits TF32 matmuls (10-bit mantissa) where a user enables them.
+ERROR_TOLERANCE = {"float32": 1e-3, "float16": 1e-2, "bfloat16": 5e-2}
 
 # name -> (pandas dtype, meaning). Order is the CSV column order.
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -29,9 +39,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "device": ("string", "cuda | cpu"),
     "device_name": ("string", "GPU or CPU model"),
     "threads": ("Int64", "torch intra-op threads (CPU)"),
-    "status": ("string", "ok | oom | unsupported | nonfinite | error"),
+    "status": ("string", "ok | inaccurate | oom | unsupported | nonfinite | error"),
     "notes": ("string", "reason for a non-ok status, or caveats about empty columns"),
     "timer": ("string", "cuda_event | perf_counter"),
+    "rel_err": ("Float64", "‖y − y_ref‖ / ‖y_ref‖ of the output against the same module and inputs in float32 "
+                           "(float64 for float32 cases); above ERROR_TOLERANCE of the dtype: status inaccurate"),
     "latency_ms_median": ("Float64", "median latency per call, ms"),
     "latency_ms_p20": ("Float64", "20th percentile latency, ms"),
     "latency_ms_p80": ("Float64", "80th percentile latency, ms"),

@@ -40,6 +40,7 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         "status": measured.status,
         "notes": measured.note,
         "timer": measured.timer,
+        "rel_err": measured.rel_err,
         "params": measured.params,
         "flops_analytic": measured.flops_analytic,
         "flops_counted": measured.flops_counted,

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import Comparison
+from ..core.schema import MEASURED_STATUSES
 from .format import fmt_int, fmt_number
 
 VERDICT_STYLES = {"regression": "bold red", "improvement": "bold green", "unchanged": "dim"}
@@ -19,8 +20,8 @@ def comparison_table(comparison: Comparison, label_a: str, label_b: str) -> Tabl
                             (f"B {metric.unit}", "right"), ("B / A", "right"), ("verdict", "left"), ("why", "left")):
         table.add_column(Text(header), justify=justify, overflow="fold")
     for _, row in comparison.cases.iterrows():
-        value_a = fmt_number(row["value_a"]) if row["status_a"] in ("ok", "") else row["status_a"]
-        value_b = fmt_number(row["value_b"]) if row["status_b"] in ("ok", "") else row["status_b"]
+        value_a = fmt_number(row["value_a"]) if row["status_a"] in (*MEASURED_STATUSES, "") else row["status_a"]
+        value_b = fmt_number(row["value_b"]) if row["status_b"] in (*MEASURED_STATUSES, "") else row["status_b"]
         ratio = "—" if pd.isna(row["ratio"]) else f"{row['ratio']:.3f}×"
         cells = [row["series"], fmt_int(row["tokens"]), value_a or "—", value_b or "—", ratio, row["verdict"], row["reason"]]
         table.add_row(*(Text(str(c)) for c in cells), style=VERDICT_STYLES.get(row["verdict"], ""))

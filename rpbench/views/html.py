@@ -121,7 +121,7 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
         if row["ok"]:
             best, texts = flags.loc[index], measured_cells(row)
             cells += [(_esc(texts[key]), "best" if key in best.index and best[key] else "") for key in columns]
-            cells.append(("ok", "text"))
+            cells.append((_esc(row["status"]), "text"))
         else:
             cells += [(MISSING, "")] * len(columns)
             cells.append((_esc(fmt_status(row)), "text"))

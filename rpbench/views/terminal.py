@@ -68,7 +68,7 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
             best, texts = flags.loc[index], measured_cells(row)
             cells += [_cell(texts[column], column in best.index and best[column])
                       for column in columns]
-            cells.append(_cell("ok"))
+            cells.append(_cell(row["status"]))
             if show_flags:
                 cells.append(Text(flag_text(row), style=FLAG_STYLE))
             table.add_row(*cells)

@@ -17,8 +17,12 @@ def phase(name: str) -> ContextManager:
     """A profiler label for one phase of a mechanism, and nothing at all when no profiler runs.
 
     record_function costs several µs per call even with no profiler attached (an op dispatch), which
-    is measurable on small CPU problems; checking the profiler's state first costs ~0.05 µs.
+    is measurable on small CPU problems; checking the profiler's state first costs ~0.05 µs. Under
+    torch.compile there is no label at all: the profiler check returns a bool Dynamo cannot trace,
+    and it would break the graph at every phase.
     """
+    if torch.compiler.is_compiling():
+        return _NO_LABEL
     return record_function(name) if _profiler_enabled() else _NO_LABEL
 
 

@@ -1,8 +1,9 @@
 """Is a low-precision result right? The case's output against the same module and inputs in higher precision.
 
-Run once per case, outside every timed region: the module is copied, its parameters and the (already rounded)
-inputs are cast up to the reference dtype, and both run the forward in eval mode. `rel_err` = ‖y − y_ref‖ /
-‖y_ref‖ over the whole output. float16 and bfloat16 are checked against float32, float32 against float64.
+Run once per case, outside every timed region: the output of the step that is timed (compiled or not) against
+the module copied with its parameters and the (already rounded) inputs cast up to the reference dtype, run in
+eval mode. `rel_err` = ‖y − y_ref‖ / ‖y_ref‖ over the whole output. float16 and bfloat16 are checked against
+float32, float32 against float64.
 """
 from __future__ import annotations
 
@@ -18,19 +19,17 @@ REFERENCE_DTYPES = {"float16": torch.float32, "bfloat16": torch.float32, "float3
 
 def relative_error(case: Case, work: Workload) -> float:
     """‖y − y_ref‖ / ‖y_ref‖ of the case's forward output (inf when the output is not finite)."""
-    module = work.module
-    was_training = module.training
-    reference = copy.deepcopy(module).to(dtype=REFERENCE_DTYPES[case.dtype]).eval()
+    reference = copy.deepcopy(work.module).to(dtype=REFERENCE_DTYPES[case.dtype]).eval()
     if hasattr(reference, "sdpa_backend"):
         reference.sdpa_backend = "auto"  # a forced fused kernel may not take float64; the math path does
     try:
-        module.eval()
+        work.reset()
+        out = work.step()  # exactly what is timed (fwdbwd: the forward's output; the backward runs too)
         with torch.inference_mode():
-            out = module(work.inputs)
             expected = reference(work.inputs.to(REFERENCE_DTYPES[case.dtype]))
     finally:
-        module.train(was_training)
         del reference
+    out = out.detach()
     diff = (out.double() - expected.double()).norm()
     norm = expected.double().norm()
     if not torch.isfinite(diff) or not torch.isfinite(norm):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -104,16 +105,17 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     start = _reading(gpu) if gpu is not None else None
 
     _check_finite(work)
-    rel_err, accuracy_note = _accuracy(case, work)
     backend_note = apply_fastest_sdpa(case, work)
     forced = getattr(work.module, "sdpa_backend", None) if backend_note else None
+    compiled = compile_first(work) if case.compile != "none" else {}
+    rel_err, accuracy_note = _accuracy(case, work)
     notes = [accuracy_note, _knobs_as_run(case), backend_note]
-    flops_counted = attentions.count_flops(lambda: (work.reset(), work.step()))
-    kernels = sdpa_kernels_that_ran(work.step, work.reset)
+    flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step()))
+    kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)
     first = timed_round(case, timing, work)
     samples = first.samples
     notes.append(_capped(timing, len(samples)))
-    memory = peak_memory(work.step, work.reset, case.device)
+    memory = peak_memory(work.probe_step, work.reset, case.device)
     notes.append(memory.note)
 
     gpu_telemetry = None
@@ -124,7 +126,7 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
         gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy)
     return Measurement(
         case=case, status="inaccurate" if _too_far(case, rel_err) else "ok", notes=tuple(n for n in notes if n),
-        samples=tuple(samples), **where, rel_err=rel_err,
+        samples=tuple(samples), **where, rel_err=rel_err, compiled=compiled,
         params=_params(work), flops_analytic=work.flops_analytic, flops_counted=flops_counted,
         sdpa_backend="+".join(kernels) if kernels else None, memory=memory, model=work.model, gpu=gpu_telemetry,
         rounds=(first,), forced_backend=forced,
@@ -148,11 +150,43 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
     try:
         if like.forced_backend is not None:
             work.module.sdpa_backend = like.forced_backend
+        if case.compile != "none":
+            compile_first(work)  # compiles again (each workload compiles from scratch), outside the window
         return timed_round(case, timing, work, retry)
     finally:
         del work
         release(case.device)
 
+
+
+class CompileFailed(RuntimeError):
+    pass
+
+
+def compile_first(work: Workload) -> dict[str, float | int]:
+    """The first compiled call (where torch.compile compiles), timed on its own, then a second call that must not
+    compile again: compile_s, graphs, graph_breaks and recompiles, from Dynamo's counters. A failure to compile
+    is the case's status, never a silent fallback to eager."""
+    from torch._dynamo.utils import counters
+
+    try:
+        work.reset()
+        began = time.perf_counter()
+        work.step()
+        synchronize_all()
+        seconds = time.perf_counter() - began
+        graphs = counters["stats"]["unique_graphs"]
+        work.reset()
+        work.step()
+    except Exception as err:
+        raise CompileFailed(f"torch.compile failed: {one_line(err)[:NOTE_LIMIT]}") from None
+    return {"compile_s": seconds, "graphs": graphs, "graph_breaks": sum(counters["graph_break"].values()),
+            "recompiles": counters["stats"]["unique_graphs"] - graphs}
+
+
+def synchronize_all() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _accuracy(case: Case, work: Workload) -> tuple[float | None, str | None]:
@@ -219,6 +253,8 @@ def _energy_per_call(gpu: int, work: Workload, timing: Timing, median_ms: float)
 
 
 def release(device: str) -> None:
+    if "torch._dynamo" in sys.modules:  # nothing compiled stays cached for the next case
+        sys.modules["torch._dynamo"].reset()
     gc.collect()
     if device == "cuda":
         torch.cuda.synchronize()

@@ -25,7 +25,10 @@ TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 
 @dataclass
 class Workload:
-    """A built module with its inputs: `step` is exactly what gets timed, `reset` runs before it, untimed."""
+    """A built module with its inputs: `step` is exactly what gets timed, `reset` runs before it, untimed.
+
+    With `case.compile` set, `step` runs the torch.compile'd module and `eager_step` the module itself: probing,
+    FLOP counting, kernel detection and memory use `probe_step`, which is always eager."""
 
     module: nn.Module
     step: Callable[[], object]
@@ -36,6 +39,11 @@ class Workload:
     flops_analytic: int | None
     inputs: torch.Tensor | None = None  # what `forward` feeds the module (the accuracy check reuses it)
     model: ModelCosts | None = None
+    eager_step: Callable[[], object] | None = None  # set when `step` is compiled
+
+    @property
+    def probe_step(self) -> Callable[[], object]:
+        return self.eager_step or self.step
 
 
 def make_steps(module: nn.Module, forward: Callable[[], torch.Tensor], mode: str, grad_out: torch.Tensor | None):
@@ -82,19 +90,50 @@ def build_workload(
     module before any timing.
     """
     dtype = TORCH_DTYPES[case.dtype]
+    amp = case.precision == "amp"
+    if amp and dtype == torch.float32:
+        raise attentions.UnsupportedConfig("precision amp runs float32 parameters under autocast to float16 or "
+                                           "bfloat16; with float32 it is the same as cast")
+    stored = torch.float32 if amp else dtype  # parameters and inputs
     torch.manual_seed(case.seed)
-    module = build().to(device=case.device, dtype=dtype)
+    module = build().to(device=case.device, dtype=stored)
     gen = torch.Generator(device="cpu").manual_seed(case.seed + 1)
-    inputs = torch.randn(input_shape, generator=gen).to(device=case.device, dtype=dtype)
+    inputs = torch.randn(input_shape, generator=gen).to(device=case.device, dtype=stored)
     grad_out = torch.randn(output_shape, generator=gen).to(device=case.device, dtype=dtype)
+    if case.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     model = describe(module.eval(), inputs) if describe else None
 
-    def forward() -> torch.Tensor:
-        return module(inputs)
+    def calling(target: nn.Module) -> Callable[[], torch.Tensor]:
+        if not amp:
+            return lambda: target(inputs)
 
+        def under_autocast() -> torch.Tensor:
+            with torch.autocast(device_type=case.device, dtype=dtype):
+                return target(inputs)
+        return under_autocast
+
+    forward = calling(module)
     step, reset = make_steps(module, forward, case.mode, grad_out)
+    eager_step = None
+    if case.compile != "none":
+        eager_step = step
+        compiled = compile_module(module, case.compile)
+        step, _ = make_steps(compiled, calling(compiled), case.mode, grad_out)
     return Workload(module=module, step=step, reset=reset, forward=forward, batch=case.batch, tokens=case.tokens,
-                    flops_analytic=flops_analytic, inputs=inputs, model=model)
+                    flops_analytic=flops_analytic, inputs=inputs, model=model, eager_step=eager_step)
+
+
+def compile_module(module: nn.Module, mode: str) -> nn.Module:
+    """torch.compile in `mode`, after forgetting every earlier compilation (each case compiles from scratch, and
+    the counters read afterwards are this case's alone)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    return torch.compile(module, mode=None if mode == "default" else mode)
 
 
 def make_layer_workload(case: Case) -> Workload:
@@ -150,7 +189,7 @@ def choose_fastest_sdpa(work: Workload, device: str) -> str:
         try:
             with warnings.catch_warnings():  # "kernel not used because ..." for every backend that cannot run
                 warnings.simplefilter("ignore")
-                timings[backend] = quick_median_ms(work.step, work.reset, device)
+                timings[backend] = quick_median_ms(work.probe_step, work.reset, device)
         except RuntimeError:
             continue
         finally:

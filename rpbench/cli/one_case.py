@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -14,7 +15,7 @@ from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
 from ..results.rows import row_of
 from .app import command, console
-from .options import resolve_device_flag, with_case_flags
+from .options import CompileMode, Precision, plain, resolve_device_flag, with_case_flags
 
 
 def _case(flags: CaseFlags) -> Case:
@@ -38,9 +39,16 @@ def run(
                                "round_spread_pct (1 to 100)."),
     retries: int = typer.Option(2, "--retries", help="Passes taken again when other processes disturbed one "
                                 "(0 to 20)."),
+    compile_: CompileMode = typer.Option("none", "--compile", help="Time the torch.compile'd module in this mode "
+                                         "(none, default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs); "
+                                         "compile time, graphs, graph breaks and recompiles go in their own columns."),
+    precision: Precision = typer.Option("cast", "--precision", help="cast (module and inputs in --dtype) or amp "
+                                        "(float32 parameters and inputs under torch.autocast to --dtype)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Backbones: weights and images in "
+                                       "channels_last memory format."),
     as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
-    """Measure one case and print its row (flags included: disturbed, unstable, noisy)."""
+    """Measure one case and print its row (flags included: disturbed, unstable, noisy, inaccurate)."""
     from ..bench.rounds import measure_in_rounds
     from ..views.terminal import row_table
 
@@ -49,7 +57,9 @@ def run(
         raise UsageError(f"--{key.replace('_', '-')} {problem}")
     if not 1 <= batch_limit <= SIZE_LIMITS["batch"][1]:
         raise UsageError(f"--batch-limit {batch_limit}: must be between 1 and {SIZE_LIMITS['batch'][1]}")
-    case = _case(flags)
+    if channels_last and flags.backbone is None:
+        raise UsageError("--channels-last applies to backbones (--backbone), whose inputs are images")
+    case = replace(_case(flags), compile=plain(compile_), precision=plain(precision), channels_last=channels_last)
     if max_batch:
         _max_batch(case, timing, batch_limit, as_json)
         return

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from ..core.case import DEVICES, DTYPES, MODES, CaseFlags
+from ..core.case import COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MODES, PRECISIONS, CaseFlags
 from ..core.errors import UsageError
 from ..core.schema import EXPORT_FORMATS, METRIC_COLUMNS
 
@@ -25,10 +25,12 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, {value: value for value in values}, type=str)
 
 
-Dtype = _choices("Dtype", DTYPES)
+Dtype = _choices("Dtype", DTYPES + tuple(DTYPE_ALIASES))
 Mode = _choices("Mode", MODES)
 Device = _choices("Device", DEVICES)
 MetricName = _choices("MetricName", tuple(METRIC_COLUMNS))
+CompileMode = _choices("CompileMode", COMPILE_MODES)
+Precision = _choices("Precision", PRECISIONS)
 ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
 
 
@@ -65,7 +67,7 @@ _CASE_FLAGS: dict[str, tuple[object, str, str]] = {
     "m": (Optional[int], "--m", "Representatives/agents, for mechanisms that have them."),
     "knobs": (list[str], "--knob", "Extra mechanism knob as key=value (repeatable), e.g. --knob em_iters=2."),
     "batch": (int, "--batch", "Batch size."),
-    "dtype": (Dtype, "--dtype", "Data type of the module and its inputs."),
+    "dtype": (Dtype, "--dtype", "Data type of the module and its inputs (fp32, fp16, bf16 and half are aliases)."),
     "mode": (Mode, "--mode", "fwd (forward, inference mode) or fwdbwd (forward + backward)."),
     "device": (Device, "--device", DEVICE_HELP + "."),
     "backbone": (Optional[str], "--backbone", "A whole backbone instead of one layer (see `rpbench list`); "

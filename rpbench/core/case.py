@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .timing import LEGACY_TIMING, TIMING_LIMITS, TIMING_TYPES, Timing, number_problem  # noqa: F401 (re-exported)
 
 DTYPES = ("float32", "float16", "bfloat16")
 MODES = ("fwd", "fwdbwd")
 DEVICES = ("auto", "cuda", "cpu")
 SCOPES = ("layer", "backbone")
+# Short names accepted wherever a dtype is named; rows always carry the canonical name.
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}
+# cast: module and inputs in the dtype; amp: float32 parameters and inputs under torch.autocast(dtype).
+PRECISIONS = ("cast", "amp")
+# torch.compile modes a case can be measured in ("none": eager, as before compile existed).
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -66,98 +72,6 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Timing:
-    """How to time one case (a suite's `[measure]` table). Durations in ms; cooldown None = 1 s on CUDA, 0 on CPU.
-
-    A sweep times every case in `rounds` passes interleaved across the suite (each round samples for about
-    `repeat_ms`); a pass disturbed by other processes is taken again later, at most `retries` times per case.
-    """
-
-    warmup_ms: float = 50.0
-    repeat_ms: float = 200.0
-    repeat: int | None = None
-    min_samples: int = 5
-    max_samples: int = 2000
-    cooldown_s: float | None = None
-    flush_l2: bool = True
-    threads: int | None = None
-    energy_s: float = 1.0
-    rounds: int = 3
-    retries: int = 2
-
-    def problems(self) -> list[tuple[str, str]]:
-        """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
-        found = []
-        cores = os.cpu_count() or 1
-        for key, (low, high) in TIMING_LIMITS.items():
-            value = getattr(self, key)
-            if value is None:
-                continue
-            if key == "threads" and isinstance(value, int) and value > cores:
-                found.append((key, f"{value} is more than the {cores} logical CPUs here"))
-                continue
-            problem = number_problem(value, low, high, integer=TIMING_TYPES[key] == (int,))
-            if problem:
-                found.append((key, problem))
-        if not found and self.min_samples > self.max_samples:
-            found.append(("min_samples", f"{self.min_samples} is more than max_samples = {self.max_samples}"))
-        return found
-
-    def to_json(self) -> str:
-        """The settings as compact JSON, sorted: the `timing` column of every row they produced."""
-        values = {key: float(value) if float in TIMING_TYPES.get(key, ()) and value is not None else value
-                  for key, value in asdict(self).items()}  # 1 and 1.0 are the same setting
-        return json.dumps(values, sort_keys=True, separators=(",", ":"))
-
-    @staticmethod
-    def same_json(text: str) -> str:
-        """A recorded `timing` JSON in the form a resume compares: settings that did not exist yet get the value
-        they had then (one round), and `retries` is dropped (it decides only whether a disturbed pass is taken
-        again, and every row records its own retries), so rows of one sweep compare equal across versions."""
-        try:
-            values = {**LEGACY_TIMING, **json.loads(text)}
-        except (ValueError, TypeError):  # not a JSON object: unequal to any real setting, as a resume must see
-            return text
-        values.pop("retries", None)
-        return json.dumps(values, sort_keys=True, separators=(",", ":"))
-
-
-# What settings added later meant before they existed (see Timing.same_json).
-LEGACY_TIMING = {"rounds": 1}
-
-
-# The accepted Python types of each [measure] key, for the suite parser's one-line errors.
-TIMING_TYPES: dict[str, tuple[type, ...]] = {
-    "warmup_ms": (int, float),
-    "repeat_ms": (int, float),
-    "repeat": (int,),
-    "min_samples": (int,),
-    "max_samples": (int,),
-    "cooldown_s": (int, float),
-    "flush_l2": (bool,),
-    "threads": (int,),
-    "energy_s": (int, float),
-    "rounds": (int,),
-    "retries": (int,),
-}
-
-# The allowed range (inclusive) of every [measure] number. Bounded so that no setting can make a case run for
-# hours: at most 1 min of warm-up, 10 min of sampling budget, 100 000 samples, 10 min of cool-down, 1 min for energy.
-# threads is also capped by the logical CPUs of the machine (more threads than cores measures contention).
-TIMING_LIMITS: dict[str, tuple[float, float]] = {
-    "warmup_ms": (0, 60_000),
-    "repeat_ms": (0, 600_000),
-    "repeat": (1, 100_000),
-    "min_samples": (1, 100_000),
-    "max_samples": (1, 100_000),
-    "cooldown_s": (0, 600),
-    "threads": (1, 4096),
-    "energy_s": (0, 60),
-    "rounds": (1, 100),
-    "retries": (0, 20),
-}
-
 # The allowed range of every size a suite or a flag gives (inclusive), and of the input they make together.
 SIZE_LIMITS: dict[str, tuple[int, int]] = {
     "batch": (1, 65_536),
@@ -172,17 +86,6 @@ MAX_INPUT_ELEMENTS = 2**33  # batch · N · C of one layer input: 32 GiB in floa
 
 # User-written text (suite names, descriptions, labels): printable, one line, bounded.
 TEXT_LIMITS = {"name": 100, "label": 100, "description": 300}
-
-
-def number_problem(value: object, low: float, high: float, integer: bool = False) -> str | None:
-    """None when `value` is a finite number (an int when `integer`) within [low, high], else what is wrong."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        return f"must be {'an integer' if integer else 'a number'}, got {value!r}"
-    if not math.isfinite(value):
-        return f"must be a finite number, got {value!r}"
-    if not low <= value <= high:
-        return f"must be between {low:g} and {high:g}, got {value:g}"
-    return None
 
 
 def text_problem(value: object, kind: str) -> str | None:
@@ -207,6 +110,8 @@ def safe_name(name: str, limit: int = 64) -> str:
 
 # The fields hashed into a case id, in documented order. A new Case field is NOT part of the id unless added here,
 # and adding one changes every id (old run dirs would no longer resume), so extend this list only on purpose.
+# `compile`, `precision` and `channels_last` join the hash only when they are not their defaults ("none", "cast",
+# False), so every case that could be written before they existed keeps the id it always had.
 CASE_ID_FIELDS = (
     "scope", "attention", "label", "knobs", "batch", "height", "width", "dim", "heads", "dtype", "mode", "device",
     "m", "resolution", "patch", "backbone", "layout",
@@ -234,6 +139,9 @@ class Case:
     patch: int | None = None
     backbone: str | None = None
     layout: Layout | None = None
+    compile: str = "none"
+    precision: str = "cast"
+    channels_last: bool = False
 
     @property
     def tokens(self) -> int:
@@ -249,6 +157,9 @@ class Case:
         fields: dict[str, Any] = {name: getattr(self, name) for name in CASE_ID_FIELDS}
         fields["knobs"] = sorted(self.knobs)
         fields["layout"] = None if self.layout is None else str(self.layout)
+        for name, default in (("compile", "none"), ("precision", "cast"), ("channels_last", False)):
+            if getattr(self, name) != default:
+                fields[name] = getattr(self, name)
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
         return digest[:12]
 
@@ -261,7 +172,10 @@ class Case:
         size = f"{self.height}x{self.width}" if self.resolution is None else f"{self.resolution}px"
         what = self.label if self.backbone is None else f"{self.backbone}/{self.label}"
         m = f" m={self.m}" if self.m is not None else ""
-        return f"{what} {size}{m} b{self.batch} {self.dtype} {self.mode} {self.device}"
+        extra = "".join(f" {text}" for text, shown in ((f"compile={self.compile}", self.compile != "none"),
+                                                        ("amp", self.precision == "amp"),
+                                                        ("channels_last", self.channels_last)) if shown)
+        return f"{what} {size}{m} b{self.batch} {self.dtype} {self.mode}{extra} {self.device}"
 
 
 @dataclass

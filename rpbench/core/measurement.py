@@ -6,9 +6,9 @@ a results row (`rpbench.results.rows.row_of`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -197,6 +197,8 @@ class Measurement:
     forced_backend: str | None = None
     # ‖y − y_ref‖ / ‖y_ref‖ against a higher-precision run of the same module and inputs (bench.accuracy).
     rel_err: float | None = None
+    # compile_s, graphs, graph_breaks, recompiles of a compiled case (empty when eager).
+    compiled: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -36,6 +36,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "m": ("Int64", "representatives / agents / proxies, where the mechanism has them"),
     "dtype": ("string", "float32 | float16 | bfloat16"),
     "mode": ("string", "fwd | fwdbwd"),
+    "compile": ("string", "none (eager) | a torch.compile mode the timed step ran in"),
+    "precision": ("string", "cast (module and inputs in the dtype) | amp (float32 parameters under autocast)"),
+    "channels_last": ("boolean", "backbone images and weights in channels_last memory format"),
     "device": ("string", "cuda | cpu"),
     "device_name": ("string", "GPU or CPU model"),
     "threads": ("Int64", "torch intra-op threads (CPU)"),
@@ -86,6 +89,10 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "trace": ("string", "profiler trace file of this case, relative to the run dir"),
     "started_at": ("string", "UTC ISO time the case started"),
     "elapsed_s": ("Float64", "wall time spent on the whole case (all passes), s"),
+    "compile_s": ("Float64", "wall time of the first compiled call (compilation), s; never part of the latency"),
+    "graphs": ("Int64", "graphs torch.compile made of one step (1: the whole step in one graph)"),
+    "graph_breaks": ("Int64", "graph breaks torch.compile hit in one step"),
+    "recompiles": ("Int64", "recompilations after the first call (a second call must not recompile)"),
     "timing": ("string", "JSON of the [measure] settings the case was timed with (a resume refuses other settings)"),
 }
 

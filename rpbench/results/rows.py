@@ -34,6 +34,9 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         "m": case.m,
         "dtype": case.dtype,
         "mode": case.mode,
+        "compile": case.compile,
+        "precision": case.precision,
+        "channels_last": case.channels_last,
         "device": case.device,
         "device_name": measured.device_name,
         "threads": measured.threads,
@@ -48,6 +51,7 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         "started_at": measured.started_at,
         "elapsed_s": measured.elapsed_s,
     }
+    row.update(measured.compiled)
     if measured.trace is not None:
         row["trace"] = measured.trace
     if measured.timing is not None:

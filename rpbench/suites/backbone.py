@@ -30,7 +30,8 @@ from .. import backbones
 from ..core.case import Case, Layout, text_problem
 from .fields import check_input_size, run_axes, suite_error, typed_list
 
-BACKBONE_AXES = {"backbone", "resolution", "batch", "dtype", "mode", "device"}
+BACKBONE_AXES = {"backbone", "resolution", "batch", "dtype", "mode", "device", "compile", "precision",
+                 "channels_last"}
 LAYOUT_KEYS = {"label", "attention", "pattern"}
 
 

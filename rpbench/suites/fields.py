@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core.case import DEVICES, DTYPES, MAX_INPUT_ELEMENTS, MODES, SIZE_LIMITS
+from ..core.case import (COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MAX_INPUT_ELEMENTS, MODES, PRECISIONS,
+                         SIZE_LIMITS)
 from ..core.errors import SuiteError
 
 
@@ -29,6 +30,8 @@ def typed_list(path: Path, key: str, value: Any, kind: type, allowed: Iterable[A
     for item in values:
         if kind is int and (not isinstance(item, int) or isinstance(item, bool)):
             raise suite_error(path, key, f"expected integers, got {item!r}")
+        if kind is bool and not isinstance(item, bool):
+            raise suite_error(path, key, f"expected true or false, got {item!r}")
         if kind is str and not isinstance(item, str):
             raise suite_error(path, key, f"expected strings, got {item!r}")
         if allowed is not None and item not in allowed:
@@ -92,7 +95,8 @@ def run_axes(path: Path, axes: dict[str, Any], device_override: str | None
              ) -> tuple[list[int], list[str], list[str], list[str]]:
     """The axes every scope shares: batch, dtype, mode and device (resolved; --device overrides)."""
     batches = typed_list(path, "axes.batch", axes.get("batch", [1]), int)
-    dtypes = typed_list(path, "axes.dtype", axes.get("dtype", ["float32"]), str, DTYPES)
+    named = as_list(path, "axes.dtype", axes.get("dtype", ["float32"]))
+    dtypes = typed_list(path, "axes.dtype", [canonical_dtype(d) for d in named], str, DTYPES)
     modes = typed_list(path, "axes.mode", axes.get("mode", ["fwd"]), str, MODES)
     devices = [device_override] if device_override else typed_list(
         path, "axes.device", axes.get("device", ["auto"]), str, DEVICES)
@@ -100,3 +104,19 @@ def run_axes(path: Path, axes: dict[str, Any], device_override: str | None
         raise suite_error(path, "axes.device", "cuda, but torch sees no CUDA GPU here; use device = \"auto\" or "
                           "--device cpu")
     return batches, dtypes, modes, list(dict.fromkeys(resolve_device(d) for d in devices))
+
+
+def canonical_dtype(name: Any) -> Any:
+    """fp16 / bf16 / fp32 / half as float16 / bfloat16 / float32; anything else unchanged (validated later)."""
+    return DTYPE_ALIASES.get(name, name) if isinstance(name, str) else name
+
+
+def execution_axes(path: Path, axes: dict[str, Any], scope: str) -> list[tuple[str, str, bool]]:
+    """(compile, precision, channels_last) combinations every case is measured in: `compile = ["none",
+    "default"]`, `precision = ["cast", "amp"]`, and for backbones `channels_last = [false, true]`."""
+    compiles = typed_list(path, "axes.compile", axes.get("compile", ["none"]), str, COMPILE_MODES)
+    precisions = typed_list(path, "axes.precision", axes.get("precision", ["cast"]), str, PRECISIONS)
+    layouts = typed_list(path, "axes.channels_last", axes.get("channels_last", [False]), bool, (False, True))
+    if scope != "backbone" and True in layouts:
+        raise suite_error(path, "axes.channels_last", "only backbones take images (scope = \"backbone\")")
+    return [(c, p, l) for c in compiles for p in precisions for l in layouts]

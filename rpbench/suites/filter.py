@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import fields
 
-from ..core.case import Case
+from ..core.case import DTYPE_ALIASES, Case
 from ..core.errors import SuiteError
 
 FIELDS = ("tokens", *(f.name for f in fields(Case)))
@@ -16,7 +16,10 @@ def _matches(case: Case, term: str) -> bool:
         key = key.strip()
         if key not in FIELDS:
             raise SuiteError(f"--filter: unknown field {key!r}; allowed: {', '.join(FIELDS)}")
-        return fnmatch.fnmatchcase(str(getattr(case, key)), pattern.strip())
+        pattern = pattern.strip()
+        if key == "dtype":
+            pattern = DTYPE_ALIASES.get(pattern, pattern)  # dtype=bf16 means bfloat16
+        return fnmatch.fnmatchcase(str(getattr(case, key)), pattern)
     return fnmatch.fnmatchcase(case.label, term) or fnmatch.fnmatchcase(case.attention, term)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 import attentions
@@ -10,7 +11,7 @@ from .. import backbones
 from ..core.case import DEVICES, DTYPES, MODES, SIZE_LIMITS, Case, CaseFlags
 from ..core.errors import UsageError
 from .backbone import backbone_case
-from .fields import check_input_size, checked_grid, parse_grid, resolve_device
+from .fields import canonical_dtype, check_input_size, checked_grid, parse_grid, resolve_device
 
 
 def parse_knobs(items: list[str]) -> dict[str, object]:
@@ -30,6 +31,7 @@ def parse_knobs(items: list[str]) -> dict[str, object]:
 
 def case_from_flags(flags: CaseFlags) -> Case:
     """The Case the flags name; raises UsageError, SuiteError or attentions.UnsupportedConfig with one line."""
+    flags = replace(flags, dtype=canonical_dtype(flags.dtype))
     for name, value, allowed in (("dtype", flags.dtype, DTYPES), ("mode", flags.mode, MODES),
                                  ("device", flags.device, DEVICES)):
         if value not in allowed:

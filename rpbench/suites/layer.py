@@ -10,7 +10,8 @@ import attentions
 from ..core.case import Case, text_problem
 from .fields import as_list, check_input_size, checked_grid, parse_grid, run_axes, suite_error, typed_list
 
-LAYER_AXES = {"tokens", "resolution", "patch", "m", "batch", "dim", "heads", "dtype", "mode", "device"}
+LAYER_AXES = {"tokens", "resolution", "patch", "m", "batch", "dim", "heads", "dtype", "mode", "device", "compile",
+              "precision", "channels_last"}
 
 
 def attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[str, Any]]]:

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from ..core.case import SCOPES, TIMING_TYPES, Suite, Timing, text_problem
 from ..core.errors import SuiteError
 from .backbone import expand_backbone
-from .fields import suite_error
+from .fields import execution_axes, suite_error
 from .layer import expand_layer
 
 if sys.version_info >= (3, 11):
@@ -104,5 +105,7 @@ def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
         cases = expand_layer(path, axes, data.get("attention"), device_override)
     else:
         cases = expand_backbone(path, axes, data.get("layout"), device_override)
+    cases = [replace(case, compile=compile_mode, precision=precision, channels_last=channels_last)
+             for case in cases for compile_mode, precision, channels_last in execution_axes(path, axes, scope)]
     return Suite(name=name, description=description, scope=scope, path=path, text=text, timing=timing,
                  cases=cases)

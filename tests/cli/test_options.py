@@ -20,8 +20,8 @@ def test_run_and_profile_share_every_case_flag():
     defaults = CaseFlags()
     for name in shared:
         assert run[name][2] == getattr(defaults, name) or (run[name][2] in (None, ()) and not getattr(defaults, name))
-    assert set(run) - set(shared) == {"warmup_ms", "repeat_ms", "rounds", "retries", "max_batch", "batch_limit",
-                                            "as_json"}
+    assert set(run) - set(shared) == {"warmup_ms", "repeat_ms", "rounds", "retries", "compile_", "precision",
+                                            "channels_last", "max_batch", "batch_limit", "as_json"}
     assert set(profile) - set(shared) == {"out", "wait", "warmup", "active"}
 
 
@@ -37,10 +37,11 @@ def test_the_cli_answers_without_importing_torch_or_pandas():
 
 def test_choices_are_the_vocabulary_the_rooms_use():
     from rpbench.analysis import METRICS
-    from rpbench.cli.options import Device, Dtype, ExportFormat, MetricName, Mode
-    from rpbench.core.case import DEVICES, DTYPES, MODES
+    from rpbench.cli.options import CompileMode, Device, Dtype, ExportFormat, MetricName, Mode, Precision
+    from rpbench.core.case import COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MODES, PRECISIONS
     from rpbench.views.export import FORMATS
 
-    for choice, values in ((Dtype, DTYPES), (Mode, MODES), (Device, DEVICES), (MetricName, tuple(METRICS)),
-                           (ExportFormat, FORMATS)):
+    for choice, values in ((Dtype, DTYPES + tuple(DTYPE_ALIASES)), (Mode, MODES), (Device, DEVICES),
+                           (MetricName, tuple(METRICS)), (ExportFormat, FORMATS), (CompileMode, COMPILE_MODES),
+                           (Precision, PRECISIONS)):
         assert tuple(member.value for member in choice) == tuple(values)

@@ -1,0 +1,113 @@
+"""How one case is timed: a suite's `[measure]` table as `Timing`, with the type and range of every setting.
+
+Torch-free data, like everything in `core`; `rpbench.bench.timing` holds the timers that read it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How to time one case (a suite's `[measure]` table). Durations in ms; cooldown None = 1 s on CUDA, 0 on CPU.
+
+    A sweep times every case in `rounds` passes interleaved across the suite (each round samples for about
+    `repeat_ms`); a pass disturbed by other processes is taken again later, at most `retries` times per case.
+    """
+
+    warmup_ms: float = 50.0
+    repeat_ms: float = 200.0
+    repeat: int | None = None
+    min_samples: int = 5
+    max_samples: int = 2000
+    cooldown_s: float | None = None
+    flush_l2: bool = True
+    threads: int | None = None
+    energy_s: float = 1.0
+    rounds: int = 3
+    retries: int = 2
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
+        found = []
+        cores = os.cpu_count() or 1
+        for key, (low, high) in TIMING_LIMITS.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key == "threads" and isinstance(value, int) and value > cores:
+                found.append((key, f"{value} is more than the {cores} logical CPUs here"))
+                continue
+            problem = number_problem(value, low, high, integer=TIMING_TYPES[key] == (int,))
+            if problem:
+                found.append((key, problem))
+        if not found and self.min_samples > self.max_samples:
+            found.append(("min_samples", f"{self.min_samples} is more than max_samples = {self.max_samples}"))
+        return found
+
+    def to_json(self) -> str:
+        """The settings as compact JSON, sorted: the `timing` column of every row they produced."""
+        values = {key: float(value) if float in TIMING_TYPES.get(key, ()) and value is not None else value
+                  for key, value in asdict(self).items()}  # 1 and 1.0 are the same setting
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def same_json(text: str) -> str:
+        """A recorded `timing` JSON in the form a resume compares: settings that did not exist yet get the value
+        they had then (one round), and `retries` is dropped (it decides only whether a disturbed pass is taken
+        again, and every row records its own retries), so rows of one sweep compare equal across versions."""
+        try:
+            values = {**LEGACY_TIMING, **json.loads(text)}
+        except (ValueError, TypeError):  # not a JSON object: unequal to any real setting, as a resume must see
+            return text
+        values.pop("retries", None)
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+# What settings added later meant before they existed (see Timing.same_json).
+LEGACY_TIMING = {"rounds": 1}
+
+
+# The accepted Python types of each [measure] key, for the suite parser's one-line errors.
+TIMING_TYPES: dict[str, tuple[type, ...]] = {
+    "warmup_ms": (int, float),
+    "repeat_ms": (int, float),
+    "repeat": (int,),
+    "min_samples": (int,),
+    "max_samples": (int,),
+    "cooldown_s": (int, float),
+    "flush_l2": (bool,),
+    "threads": (int,),
+    "energy_s": (int, float),
+    "rounds": (int,),
+    "retries": (int,),
+}
+
+# The allowed range (inclusive) of every [measure] number. Bounded so that no setting can make a case run for
+# hours: at most 1 min of warm-up, 10 min of sampling budget, 100 000 samples, 10 min of cool-down, 1 min for energy.
+# threads is also capped by the logical CPUs of the machine (more threads than cores measures contention).
+TIMING_LIMITS: dict[str, tuple[float, float]] = {
+    "warmup_ms": (0, 60_000),
+    "repeat_ms": (0, 600_000),
+    "repeat": (1, 100_000),
+    "min_samples": (1, 100_000),
+    "max_samples": (1, 100_000),
+    "cooldown_s": (0, 600),
+    "threads": (1, 4096),
+    "energy_s": (0, 60),
+    "rounds": (1, 100),
+    "retries": (0, 20),
+}
+
+
+def number_problem(value: object, low: float, high: float, integer: bool = False) -> str | None:
+    """None when `value` is a finite number (an int when `integer`) within [low, high], else what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        return f"must be {'an integer' if integer else 'a number'}, got {value!r}"
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if not low <= value <= high:
+        return f"must be between {low:g} and {high:g}, got {value:g}"
+    return None

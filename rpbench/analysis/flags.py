@@ -92,6 +92,7 @@ def flag_counts(frame: pd.DataFrame) -> dict[str, int]:
     counts["inaccurate"] = int((ok["status"] == "inaccurate").sum())
     counts["flagged"] = int(ok["flagged"].sum()) if "flagged" in ok else 0
     counts["noisy"] = int(_true(ok, "noisy").sum())
+    counts["launch_bound"] = int(_true(ok, "launch_bound").sum())
     return counts
 
 
@@ -103,4 +104,6 @@ def flag_summary(frame: pd.DataFrame) -> str:
     head = (f"{counts['flagged']} of {total} measured rows flagged ({kinds}); fits, crossovers and speedups leave "
             f"them out" if counts["flagged"] else f"no row flagged among {total} measured")
     noisy = f"; {counts['noisy']} noisy (IQR > 10 %, marked, kept)" if counts["noisy"] else ""
-    return head + noisy
+    launch = (f"; {counts['launch_bound']} launch-bound (eager CUDA timing of launch overhead; try timer = "
+              f"\"cudagraph\"; marked, kept)" if counts["launch_bound"] else "")
+    return head + noisy + launch

@@ -25,7 +25,7 @@ from ..machine.environment import cpu_model
 from ..core.schema import ERROR_TOLERANCE
 from .accuracy import REFERENCE_DTYPES, relative_error
 from .probes import peak_memory, sdpa_kernels_that_ran
-from .timing import MAX_TIMED_S, TIMER_NAMES, time_step
+from .timing import CUDA_GRAPH, MAX_TIMED_S, TIMER_NAMES, launch_costs, timed_samples
 from .workload import Workload, apply_fastest_sdpa, make_workload
 
 NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
@@ -114,7 +114,9 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)
     first = timed_round(case, timing, work)
     samples = first.samples
-    notes.append(_capped(timing, len(samples)))
+    notes += [first.note, _capped(timing, len(samples))]
+    where = {**where, "timer": first.timer}
+    launch = dict(zip(("host_ms", "launch_ms"), launch_costs(work.step, work.reset))) if gpu is not None else {}
     memory = peak_memory(work.probe_step, work.reset, case.device)
     notes.append(memory.note)
 
@@ -126,7 +128,7 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
         gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy)
     return Measurement(
         case=case, status="inaccurate" if _too_far(case, rel_err) else "ok", notes=tuple(n for n in notes if n),
-        samples=tuple(samples), **where, rel_err=rel_err, compiled=compiled,
+        samples=tuple(samples), **where, rel_err=rel_err, compiled=compiled, launch=launch,
         params=_params(work), flops_analytic=work.flops_analytic, flops_counted=flops_counted,
         sdpa_backend="+".join(kernels) if kernels else None, memory=memory, model=work.model, gpu=gpu_telemetry,
         rounds=(first,), forced_backend=forced,
@@ -139,8 +141,15 @@ def timed_round(case: Case, timing: Timing, work: Workload, retry: bool = False)
     own_threads = torch.get_num_threads() if case.device == "cpu" else 1
     cuda_index = torch.cuda.current_device() if case.device == "cuda" else None
     with LoadMonitor(own_threads, cuda_index) as monitor:
-        samples = time_step(work.step, work.reset, case.device, timing)
-    return Round(samples=tuple(samples), load=monitor.load, retry=retry, started_at=began)
+        samples, timer, note = timed_samples(work.step, work.reset, case.device, timing)
+    return Round(samples=tuple(samples), load=monitor.load, retry=retry, started_at=began, timer=timer,
+                 note=note)
+
+
+def same_timer(timing: Timing, like: Measurement) -> Timing:
+    """The settings of a later pass: the timer the first pass ended up with, never a new choice."""
+    chosen = {CUDA_GRAPH: "cudagraph", TIMER_NAMES["cuda"]: "eager"}.get(like.timer)
+    return timing if chosen is None else replace(timing, timer=chosen)
 
 
 def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = False) -> Round:
@@ -152,7 +161,7 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
             work.module.sdpa_backend = like.forced_backend
         if case.compile != "none":
             compile_first(work)  # compiles again (each workload compiles from scratch), outside the window
-        return timed_round(case, timing, work, retry)
+        return timed_round(case, same_timer(timing, like), work, retry)
     finally:
         del work
         release(case.device)

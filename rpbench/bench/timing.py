@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from ..core.case import Timing
+from ..core.errors import one_line
 
 Step = Callable[[], object]
 
@@ -22,6 +23,11 @@ MAX_TIMED_S = 600.0
 
 # Which timer produced a row's samples (the `timer` column).
 TIMER_NAMES = {"cuda": "cuda_event", "cpu": "perf_counter"}
+CUDA_GRAPH = "cuda_graph"
+
+
+class GraphCaptureFailed(RuntimeError):
+    pass
 
 
 def synchronize(device: str) -> None:
@@ -64,23 +70,70 @@ def l2_flush_buffer(device: str) -> torch.Tensor | None:
     return torch.empty(size // 4, dtype=torch.int32, device=device)
 
 
+def _event_samples(call: Step, reset: Step, device: str, timing: Timing, count: int) -> list[float]:
+    """`count` samples of `call`, each between a CUDA event pair, L2 flushed and `reset` run before (outside)."""
+    flush = l2_flush_buffer(device) if timing.flush_l2 else None
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    for start, end in zip(starts, ends):
+        if flush is not None:
+            flush.zero_()
+        reset()
+        start.record()
+        call()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) for start, end in zip(starts, ends)]
+
+
+def time_graph(step: Step, reset: Step, device: str, timing: Timing) -> list[float]:
+    """Latency samples in ms of one captured step replayed: warm-up on a side stream, `reset` (grads cleared)
+    before capture, then flush -> start event -> replay -> end event per sample. Raises GraphCaptureFailed."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                reset()
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        reset()
+        with torch.cuda.graph(graph):
+            step()
+        torch.cuda.synchronize()
+    except Exception as err:  # an op that cannot be captured (a host sync, dynamic shapes, CPU tensors)
+        torch.cuda.synchronize()
+        raise GraphCaptureFailed(one_line(err)) from None
+    per_call_ms = _warm_up(graph.replay, lambda: None, device, timing.warmup_ms)
+    return _event_samples(graph.replay, lambda: None, device, timing, _sample_count(timing, per_call_ms))
+
+
+def timed_samples(step: Step, reset: Step, device: str, timing: Timing) -> tuple[list[float], str, str | None]:
+    """(samples, the timer that produced them, a note): the timer `timing.timer` asks for on this device.
+
+    auto: a CUDA graph where capture works, else eager events with a note saying why; cudagraph: a capture
+    failure raises; eager: CUDA events around each call. The CPU always times with perf_counter."""
+    if device != "cuda":
+        note = "the cudagraph timer is CUDA-only; timed with perf_counter" if timing.timer == "cudagraph" else None
+        return time_step(step, reset, device, timing), TIMER_NAMES[device], note
+    if timing.timer != "eager":
+        try:
+            return time_graph(step, reset, device, timing), CUDA_GRAPH, None
+        except GraphCaptureFailed as err:
+            if timing.timer == "cudagraph":
+                raise GraphCaptureFailed(f"CUDA graph capture failed: {err}") from None
+            note = f"CUDA graph capture failed ({err}); timed eagerly"
+            return time_step(step, reset, device, timing), TIMER_NAMES[device], note
+    return time_step(step, reset, device, timing), TIMER_NAMES[device], None
+
+
 def time_step(step: Step, reset: Step, device: str, timing: Timing) -> list[float]:
-    """Latency samples in ms, one per iteration."""
+    """Latency samples in ms, one per iteration (eager: the step itself between the events)."""
     per_call_ms = _warm_up(step, reset, device, timing.warmup_ms)
     count = _sample_count(timing, per_call_ms)
     if device == "cuda":
-        flush = l2_flush_buffer(device) if timing.flush_l2 else None
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-        for start, end in zip(starts, ends):
-            if flush is not None:
-                flush.zero_()
-            reset()
-            start.record()
-            step()
-            end.record()
-        torch.cuda.synchronize()
-        return [start.elapsed_time(end) for start, end in zip(starts, ends)]
+        return _event_samples(step, reset, device, timing, count)
     samples = []
     for _ in range(count):
         reset()
@@ -88,6 +141,21 @@ def time_step(step: Step, reset: Step, device: str, timing: Timing) -> list[floa
         step()
         samples.append((time.perf_counter() - began) * 1e3)
     return samples
+
+
+def launch_costs(step: Step, reset: Step, calls: int = 5) -> tuple[float, float]:
+    """(host_ms, launch_ms) of an eager CUDA call: synchronised wall time per call, and the time the call takes to
+    return before synchronising (enqueueing its kernels), medians over `calls` calls started on an idle GPU."""
+    host_ms = quick_median_ms(step, reset, "cuda", calls)
+    launches = []
+    for _ in range(calls):
+        reset()
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        step()
+        launches.append((time.perf_counter() - began) * 1e3)
+        torch.cuda.synchronize()
+    return host_ms, statistics.median(launches)
 
 
 def quick_median_ms(step: Step, reset: Step, device: str, calls: int = 5) -> float:

@@ -15,7 +15,7 @@ from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
 from ..results.rows import row_of
 from .app import command, console
-from .options import CompileMode, Precision, plain, resolve_device_flag, with_case_flags
+from .options import TIMER_HELP, CompileMode, Precision, TimerName, plain, resolve_device_flag, with_case_flags
 
 
 def _case(flags: CaseFlags) -> Case:
@@ -46,13 +46,14 @@ def run(
                                         "(float32 parameters and inputs under torch.autocast to --dtype)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="Backbones: weights and images in "
                                        "channels_last memory format."),
+    timer: TimerName = typer.Option("auto", "--timer", help=TIMER_HELP + "."),
     as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
     """Measure one case and print its row (flags included: disturbed, unstable, noisy, inaccurate)."""
     from ..bench.rounds import measure_in_rounds
     from ..views.terminal import row_table
 
-    timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms, rounds=rounds, retries=retries)
+    timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms, rounds=rounds, retries=retries, timer=plain(timer))
     for key, problem in timing.problems():
         raise UsageError(f"--{key.replace('_', '-')} {problem}")
     if not 1 <= batch_limit <= SIZE_LIMITS["batch"][1]:

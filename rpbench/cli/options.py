@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from ..core.case import COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MODES, PRECISIONS, CaseFlags
+from ..core.timing import TIMERS
 from ..core.errors import UsageError
 from ..core.schema import EXPORT_FORMATS, METRIC_COLUMNS
 
@@ -31,6 +32,9 @@ Device = _choices("Device", DEVICES)
 MetricName = _choices("MetricName", tuple(METRIC_COLUMNS))
 CompileMode = _choices("CompileMode", COMPILE_MODES)
 Precision = _choices("Precision", PRECISIONS)
+TimerName = _choices("TimerName", TIMERS)
+TIMER_HELP = ("CUDA timer: auto (a CUDA graph replay where capture works, else eager with a note), eager (CUDA "
+              "events around each call) or cudagraph (capture must work); the CPU always uses perf_counter")
 ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
 
 

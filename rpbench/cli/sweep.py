@@ -1,6 +1,7 @@
 """`rpbench sweep`: a suite's cases measured one by one into a run dir, with a progress bar and a summary."""
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -12,10 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from ..core.case import Case, safe_name
+from ..core.timing import TIMERS
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
 from .app import command, console, err_console
-from .options import DEVICE_HELP, Device, plain, resolve_device_flag
+from .options import DEVICE_HELP, TIMER_HELP, Device, TimerName, plain, resolve_device_flag
 
 
 def default_run_dir(suite_name: str, root: Path = Path("results")) -> Path:
@@ -41,6 +43,8 @@ def sweep(
     profile: bool = typer.Option(False, "--profile", help="Also write one profiler trace per case (traces/), linked "
                                  "from the row's trace column."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
+    timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's [measure] "
+                                              "timer."),
 ) -> None:
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
     from ..results import resume as resume_rules
@@ -55,16 +59,23 @@ def sweep(
         started = resume_rules.recorded_run(resume)
         filter_ = started.get("filter") if filter_ is None else filter_  # a resume takes the run's own cases
         device = started.get("device") if device is None else device
+        recorded_timing = started.get("timing") if isinstance(started.get("timing"), dict) else {}
+        timer = recorded_timing.get("timer") if timer is None else timer
         source = suite or str(kept)
     else:
         source = suite or "quick"
     loaded = load_suite(find_suite(source), device_override=resolve_device_flag(device))
+    if timer is not None:
+        if plain(timer) not in TIMERS:
+            raise UsageError(f"--timer {timer!r} is not one of {', '.join(TIMERS)}")
+        loaded.timing = dataclasses.replace(loaded.timing, timer=plain(timer))
     cases = filter_cases(loaded.cases, filter_)
     if not cases:
         raise UsageError(f"--filter {filter_!r} matches none of the suite's {len(loaded.cases)} cases")
     run_dir = resume or out or default_run_dir(loaded.name)
     recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
     recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
+    recorded += [f"--timer={plain(timer)}"] * bool(timer)
     record = resume_rules.RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(),
                                     filter=filter_, device=device, command=shlex.join(recorded))
     _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report)

@@ -17,6 +17,8 @@ from .schema import MEASURED_STATUSES
 
 # A case whose interquartile range exceeds this share of its median is flagged `noisy`.
 NOISY_IQR_PCT = 10.0
+# An eager CUDA case is `launch_bound` when enqueueing one call takes at least this share of its synchronised time.
+LAUNCH_BOUND_SHARE = 0.5
 # A case whose round medians lie further apart than this share of its pooled median is flagged `unstable`.
 UNSTABLE_ROUNDS_PCT = 25.0
 # A timed window is `disturbed` when other processes kept at least this many cores busy during it AND there were not
@@ -143,6 +145,8 @@ class Round:
     load: Load | None = None
     retry: bool = False
     started_at: str | None = None
+    timer: str = ""  # the timer that took the samples (see bench.timing)
+    note: str | None = None  # why it was timed otherwise than asked (a CUDA graph that could not be captured)
 
     @property
     def median(self) -> float:
@@ -199,6 +203,16 @@ class Measurement:
     rel_err: float | None = None
     # compile_s, graphs, graph_breaks, recompiles of a compiled case (empty when eager).
     compiled: Mapping[str, float] = field(default_factory=dict)
+    # host_ms and launch_ms of an eager CUDA call (empty on the CPU); see `launch_bound`.
+    launch: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def launch_bound(self) -> bool | None:
+        """An eagerly timed CUDA case whose launching takes at least half its synchronised wall time: its events
+        measure launch overhead more than GPU work (a CUDA graph would not). None off CUDA."""
+        if not self.launch:
+            return None
+        return self.timer != "cuda_graph" and self.launch["launch_ms"] >= LAUNCH_BOUND_SHARE * self.launch["host_ms"]
 
     @property
     def ok(self) -> bool:

@@ -45,6 +45,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "status": ("string", "ok | inaccurate | oom | unsupported | nonfinite | error"),
     "notes": ("string", "reason for a non-ok status, or caveats about empty columns"),
     "timer": ("string", "cuda_event | perf_counter"),
+    "host_ms": ("Float64", "synchronised wall time of one eager call, ms (CUDA)"),
+    "launch_ms": ("Float64", "time one eager call takes to return before synchronising (launching its kernels), ms"),
+    "launch_bound": ("boolean", "eager CUDA timing with launch_ms >= 0.5 × host_ms: the events time launch overhead"),
     "rel_err": ("Float64", "‖y − y_ref‖ / ‖y_ref‖ of the output against the same module and inputs in float32 "
                            "(float64 for float32 cases); above ERROR_TOLERANCE of the dtype: status inaccurate"),
     "latency_ms_median": ("Float64", "median latency per call, ms"),

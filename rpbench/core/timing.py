@@ -29,6 +29,7 @@ class Timing:
     energy_s: float = 1.0
     rounds: int = 3
     retries: int = 2
+    timer: str = "auto"  # one of TIMERS
 
     def problems(self) -> list[tuple[str, str]]:
         """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
@@ -44,6 +45,8 @@ class Timing:
             problem = number_problem(value, low, high, integer=TIMING_TYPES[key] == (int,))
             if problem:
                 found.append((key, problem))
+        if self.timer not in TIMERS:
+            found.append(("timer", f"{self.timer!r} is not one of {', '.join(TIMERS)}"))
         if not found and self.min_samples > self.max_samples:
             found.append(("min_samples", f"{self.min_samples} is more than max_samples = {self.max_samples}"))
         return found
@@ -55,20 +58,29 @@ class Timing:
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     @staticmethod
-    def same_json(text: str) -> str:
+    def same_json(text: str, device: str | None = None) -> str:
         """A recorded `timing` JSON in the form a resume compares: settings that did not exist yet get the value
-        they had then (one round), and `retries` is dropped (it decides only whether a disturbed pass is taken
+        they had then (one round, eager timing), `timer` is dropped for CPU rows (perf_counter either way), and
+        `retries` is dropped (it decides only whether a disturbed pass is taken
         again, and every row records its own retries), so rows of one sweep compare equal across versions."""
         try:
             values = {**LEGACY_TIMING, **json.loads(text)}
         except (ValueError, TypeError):  # not a JSON object: unequal to any real setting, as a resume must see
             return text
         values.pop("retries", None)
+        if device == "cpu":
+            values.pop("timer", None)  # the CPU times with perf_counter whatever the setting says
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
-# What settings added later meant before they existed (see Timing.same_json).
-LEGACY_TIMING = {"rounds": 1}
 
+# What settings added later meant before they existed (see Timing.same_json).
+LEGACY_TIMING = {"rounds": 1, "timer": "eager"}
+
+
+# How CUDA samples are taken: eager (CUDA events around each call), cudagraph (events around a replay of one
+# captured call: no launch overhead), auto (cudagraph where capture works, else eager with a note). On the CPU
+# every setting times with perf_counter.
+TIMERS = ("auto", "eager", "cudagraph")
 
 # The accepted Python types of each [measure] key, for the suite parser's one-line errors.
 TIMING_TYPES: dict[str, tuple[type, ...]] = {
@@ -83,6 +95,7 @@ TIMING_TYPES: dict[str, tuple[type, ...]] = {
     "energy_s": (int, float),
     "rounds": (int,),
     "retries": (int,),
+    "timer": (str,),
 }
 
 # The allowed range (inclusive) of every [measure] number. Bounded so that no setting can make a case run for

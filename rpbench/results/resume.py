@@ -136,7 +136,9 @@ def check_resume(run_dir: Path, record: RunRecord) -> None:
         return
     frame = csvfile.read(run_dir / RESULTS, COLUMNS)
     if "timing" in frame:
-        other = sorted({Timing.same_json(text) for text in frame["timing"].dropna()} - {Timing.same_json(record.timing)})
+        rows = frame[frame["timing"].notna()]
+        other = sorted({Timing.same_json(text, device) for text, device in zip(rows["timing"], rows["device"])
+                        if Timing.same_json(text, device) != Timing.same_json(record.timing, device)})
         if other:
             raise ResultsError(f"{run_dir}: its rows were timed with {other[0]}, the suite now says {record.timing}; "
                                f"a resume would mix both. Start a new dir with --out")

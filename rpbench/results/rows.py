@@ -52,6 +52,8 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         "elapsed_s": measured.elapsed_s,
     }
     row.update(measured.compiled)
+    if measured.launch:
+        row.update(measured.launch, launch_bound=measured.launch_bound)
     if measured.trace is not None:
         row["trace"] = measured.trace
     if measured.timing is not None:
@@ -132,7 +134,8 @@ def pass_from_line(line: str) -> tuple[str, int, Round] | None:
         load = None if taken.get("load") is None else Load(**taken["load"])
         if load is not None and not _plausible_load(load):
             return None
-        found = Round(samples=samples, load=load, retry=bool(taken.get("retry")), started_at=taken.get("started_at"))
+        found = Round(samples=samples, load=load, retry=bool(taken.get("retry")), started_at=taken.get("started_at"),
+                      timer=str(taken.get("timer") or ""))
         return str(record["case_id"]), int(record["index"]), found
     except (ValueError, TypeError, KeyError, AttributeError):
         return None

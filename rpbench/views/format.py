@@ -82,9 +82,13 @@ BROKEN_PEAK = "above datasheet peak: check the FLOPs"
 
 
 def flag_text(row: Mapping[str, Any]) -> str:
-    """The flags of a row for a table cell: its reasons, else "" (noisy is marked in the spread instead)."""
+    """The flags of a row for a table cell: its reasons and a launch-bound mark, else "" (noisy is marked in the
+    spread instead)."""
     flags = row.get("flags")
-    return "" if flags is None or (not isinstance(flags, str) and pd.isna(flags)) else str(flags)
+    parts = [] if flags is None or (not isinstance(flags, str) and pd.isna(flags)) else [str(flags)]
+    if is_set(row, "launch_bound"):
+        parts.append("launch-bound (eager timing)")
+    return "; ".join(parts)
 
 
 def left_out_text(fit: Mapping[str, Any]) -> str:

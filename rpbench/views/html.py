@@ -112,7 +112,8 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     if baseline is not None:
         header.append(f"{metric.label} vs {baseline}")
     header.append("status")
-    show_flags = bool(summary["flagged"].any() or summary["noisy"].fillna(False).astype(bool).any())
+    show_flags = bool(summary["flagged"].any() or summary["noisy"].fillna(False).astype(bool).any()
+                      or summary["launch_bound"].fillna(False).astype(bool).any())
     header += ["flags"] * show_flags
     rows, classes = [], []
     for (index, row), setting in zip(summary.iterrows(), settings):

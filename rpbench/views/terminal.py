@@ -54,7 +54,7 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     for column in columns:
         table.add_column(Text(headers[column]), justify="right")
     table.add_column("status")
-    show_flags = bool(summary["flagged"].any())
+    show_flags = bool(summary["flagged"].any() or summary["launch_bound"].fillna(False).astype(bool).any())
     if show_flags:
         table.add_column("flags (left out of fits, crossovers, speedups)")
     for column in table.columns:

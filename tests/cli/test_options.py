@@ -21,7 +21,7 @@ def test_run_and_profile_share_every_case_flag():
     for name in shared:
         assert run[name][2] == getattr(defaults, name) or (run[name][2] in (None, ()) and not getattr(defaults, name))
     assert set(run) - set(shared) == {"warmup_ms", "repeat_ms", "rounds", "retries", "compile_", "precision",
-                                            "channels_last", "max_batch", "batch_limit", "as_json"}
+                                            "channels_last", "timer", "max_batch", "batch_limit", "as_json"}
     assert set(profile) - set(shared) == {"out", "wait", "warmup", "active"}
 
 

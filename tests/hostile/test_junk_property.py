@@ -97,7 +97,7 @@ LAYER_KEYS = [
     "name", "description", "scope", "axes.tokens", "axes.m", "axes.batch", "axes.dim", "axes.heads", "axes.dtype",
     "axes.mode", "axes.device", "measure.warmup_ms", "measure.repeat_ms", "measure.repeat", "measure.min_samples",
     "measure.max_samples", "measure.cooldown_s", "measure.flush_l2", "measure.threads", "measure.energy_s",
-    "measure.rounds", "measure.retries", "axes.compile", "axes.precision", "axes.channels_last",
+    "measure.rounds", "measure.retries", "measure.timer", "axes.compile", "axes.precision", "axes.channels_last",
     "attention.name", "attention.label", "attention.tau", "attention.em_iters", "attention.route_over",
     "attention.normalize", "attention.dwc", "axes.resolution", "axes.patch", "unknown_key",
 ]
@@ -210,7 +210,7 @@ INT_JUNK = ["abc", "1.5", "", "nan", "1e3", "-1", "99999999999999999999999"]
 FLOAT_JUNK = ["abc", "", "nan", "inf", "-inf", "-1", "1e309"]
 CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
-CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision"}
+CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision", "timer"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active",
         "rounds", "retries"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold"}

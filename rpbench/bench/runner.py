@@ -100,7 +100,8 @@ def _check_finite(work: Workload) -> None:
 
 
 def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any]) -> Measurement:
-    """Every pass in order: finiteness, backend choice, FLOPs, kernels, timing, memory, energy; each on its own."""
+    """Every pass in order: finiteness, backend choice, compilation, accuracy, FLOPs, kernels, timing, launch cost,
+    memory, energy; each on its own. Probes, FLOPs, kernels and memory run the eager step (`probe_step`)."""
     gpu = torch.cuda.current_device() if case.device == "cuda" else None
     start = _reading(gpu) if gpu is not None else None
 

@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 from ..core.case import Case, Timing
 from ..core.errors import one_line
 from ..core.measurement import Measurement, Round
-from .runner import NOTE_LIMIT, measure_again, run_case
+from .runner import NOTE_LIMIT, ContextLost, measure_again, run_case
 
 ROUND_SEED = "rpbench-round"  # each round's order is random.Random(f"{ROUND_SEED}-{index}"): the same every sweep
 
@@ -40,6 +40,7 @@ class _Progress:
     notes: list[str] = field(default_factory=list)
     spent_s: float = 0.0
     final: bool = False
+    lost: str | None = None  # why the device was lost while measuring this case
     regular: int = 0  # passes of the rounds taken (earlier ones included), retries not counted
 
     def clean(self) -> int:
@@ -111,9 +112,14 @@ def measure_in_rounds(
         if state.first is None:
             state.first = run_case(state.case, timing, suite=suite)
             state.rounds.extend(replace(r, retry=retry) for r in state.first.rounds)
+            if state.first.context_lost:
+                state.lost, state.final = state.first.note or "CUDA context lost", True
         else:
             try:
                 state.rounds.append(measure_again(state.case, timing, state.first, retry=retry))
+            except ContextLost as err:
+                state.notes.append(str(err))
+                state.lost, state.final = str(err), True
             except Exception as err:  # a later pass failing keeps the passes already taken
                 state.notes.append(f"pass {len(state.rounds) + 1} failed: {one_line(err)[:NOTE_LIMIT]}")
                 state.retries_left = 0
@@ -130,6 +136,8 @@ def measure_in_rounds(
     def finish(state: _Progress) -> None:
         state.final = True
         on_final(_final(state))
+        if state.lost:  # the row that says so is written; nothing after it could be measured
+            raise ContextLost(state.lost)
 
     for index in range(timing.rounds):
         for case in round_order(cases, index):

@@ -59,8 +59,25 @@ def run_case(case: Case, timing: Timing, suite: str = "") -> Measurement:
         result = Measurement(case=case, **_failure(err), **where, **built)
     finally:
         del work
-        release(case.device)
+    lost = release_or_why(case.device)
+    if lost is not None:  # the device is unusable: this case is an error that names why, and nothing more runs
+        result = replace(result, status="error", samples=(), rounds=(), context_lost=True,
+                         notes=(*([result.note] if result.note and not result.ok else []), lost))
     return replace(result, elapsed_s=time.perf_counter() - began)
+
+
+class ContextLost(RuntimeError):
+    """The device cannot be used any more (a lost CUDA context); nothing after it can be measured."""
+
+
+def release_or_why(device: str) -> str | None:
+    """`release`, or the one line saying why the device cannot go on (a lost CUDA context: after an illegal
+    address every later CUDA call, the cleanup's synchronize included, raises the same error again)."""
+    try:
+        release(device)
+    except Exception as err:
+        return f"CUDA context lost: {one_line(err)[:NOTE_LIMIT]}"
+    return None
 
 
 def _failure(err: Exception) -> dict[str, Any]:
@@ -157,7 +174,7 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
     """Another round of a case measured before (`like`): rebuilt from its seed, with the SDPA backend the first
     round chose. Raises what building or running raises; the sweep keeps the rounds it has."""
     work = make_workload(case, describe=False)
-    try:
+    try:  # a release that fails here leaves the error to the sweep, which keeps the passes already taken
         if like.forced_backend is not None:
             work.module.sdpa_backend = like.forced_backend
         if case.compile != "none":
@@ -165,7 +182,9 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
         return timed_round(case, same_timer(timing, like), work, retry)
     finally:
         del work
-        release(case.device)
+        lost = release_or_why(case.device)
+        if lost is not None:
+            raise ContextLost(lost)
 
 
 

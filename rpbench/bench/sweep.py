@@ -18,6 +18,7 @@ from ..results.resume import RunRecord, open_run
 from ..results.store import RunWriter
 from .profile import trace_case
 from .rounds import measure_in_rounds
+from .runner import ContextLost
 
 
 @dataclass
@@ -100,9 +101,14 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
         if on_measured:
             on_measured(measured)
 
-    measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
-                      pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
-                      on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
-                      earlier=writer.earlier_passes())
+    try:
+        measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
+                          pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
+                          on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
+                          earlier=writer.earlier_passes())
+    except ContextLost as err:
+        raise ExecutionError(f"{err}; the sweep stopped after writing that case as an error. Every row and pass "
+                             f"taken so far is kept: continue in a new process with `rpbench sweep --resume "
+                             f"{writer.run_dir}`") from None
     writer.forget_passes()
     return outcome

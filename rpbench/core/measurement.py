@@ -203,6 +203,8 @@ class Measurement:
     rel_err: float | None = None
     # compile_s, graphs, graph_breaks, recompiles of a compiled case (empty when eager).
     compiled: Mapping[str, float] = field(default_factory=dict)
+    # The device could not be used after this case (a lost CUDA context): the sweep writes the row, then stops.
+    context_lost: bool = False
     # host_ms and launch_ms of an eager CUDA call (empty on the CPU); see `launch_bound`.
     launch: Mapping[str, float] = field(default_factory=dict)
 

@@ -13,7 +13,6 @@ import pandas as pd
 
 from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, analyse_run, best_flags, flag_summary
 from ..results import store
-from .figures import build_figures, figures_html
 from .format import MISSING, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_status, left_out_text, measured_cells
 
 # Environment header: label -> env.json key (as environment.collect writes it). The device comes from the rows.
@@ -162,10 +161,22 @@ def _traces_html(summary: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- the page
 
 
+def _figures(frame: pd.DataFrame) -> tuple[int, str]:
+    """(how many figures, their html). Without plotly (the offline GPU images lack it) the page keeps every
+    table and says why it has no figures."""
+    try:
+        from .figures import build_figures, figures_html
+    except ImportError as err:
+        return 0, (f"<p>No figures: plotly is not importable here ({_esc(err)}); every table below is complete. "
+                   f"<code>pip install plotly</code> and run <code>rpbench report</code> again for them.</p>")
+    figures = build_figures(frame)
+    return len(figures), figures_html(figures) if figures else "<p>No successful case to plot.</p>"
+
+
 def render_html(run: RunAnalysis, run_dir: Path) -> str:
     """The whole page of an analysed run."""
     env, metric, baseline = run.env, run.metric, run.baseline
-    figures = build_figures(run.frame)
+    count, figures = _figures(run.frame)
     command = env.get("command")
     reproduce = f"<pre><code>{_esc(command)}</code></pre>" if command else "<p>Not recorded in env.json.</p>"
     title = f"rpbench report: {run_dir.resolve().name}"
@@ -175,7 +186,7 @@ def render_html(run: RunAnalysis, run_dir: Path) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="rpbench-figures" content="{len(figures)}">
+<meta name="rpbench-figures" content="{count}">
 <title>{_esc(title)}</title>
 <style>{STYLE}</style>
 </head>
@@ -192,7 +203,7 @@ Latencies are per call; FLOPs count 1 multiply-accumulate as 2 FLOPs.</p>
 linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space between measured sizes.</p>
 {_scaling_html(run.exponents, run.crossings, baseline, metric)}
 <h2>Figures</h2>
-{figures_html(figures) if figures else "<p>No successful case to plot.</p>"}
+{figures}
 <h2>Cases</h2>
 <p>Bold green: best among the unflagged cases of the same size and setting. Grey rows did not produce a
 measurement. Amber rows are flagged (disturbed, unstable, throttled or implausible: the flags column says why) and

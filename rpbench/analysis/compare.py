@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..core.case import LEGACY_TIMING
+from ..core.case import LEGACY_TIMING, Timing
 from ..core.errors import AnalysisError
 from .metrics import Metric
 from .table import prepare
@@ -140,8 +140,8 @@ def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, t
 def _timing_rounds(frame: pd.DataFrame) -> set[int]:
     found = set()
     for text in frame.get("timing", pd.Series(dtype="string")).dropna():
-        try:
-            found.add(int({**LEGACY_TIMING, **json.loads(text)}["rounds"]))
+        try:  # same_json fills what older rows lack (one round)
+            found.add(int(json.loads(Timing.same_json(text))["rounds"]))
         except (ValueError, TypeError, KeyError):
             continue
     return found or {LEGACY_TIMING["rounds"]}

@@ -139,17 +139,19 @@ def measure_in_rounds(
         if state.lost:  # the row that says so is written; nothing after it could be measured
             raise ContextLost(state.lost)
 
+    def done(state: _Progress, last_round: bool) -> bool:
+        """A failed first pass (or a failed later one) ends a case; so does its last pass when none is retried."""
+        return state.final or not state.first.timed or (last_round and not state.wants_retry(timing.rounds))
+
     for index in range(timing.rounds):
+        last_round = index == timing.rounds - 1
         for case in round_order(cases, index):
             state = progress[case.case_id]
-            if state.final or (state.regular > index and state.first is None and index < timing.rounds - 1):
-                continue  # taken before a resume; the last round still gives it its full measurement
-            if state.regular > index and state.first is not None:
+            # a pass taken before a resume counts; the last round still gives such a case its full measurement
+            if state.final or (state.regular > index and not (state.first is None and last_round)):
                 continue
             take(state, retry=False)
-            if state.final or not state.first.timed:  # a failed first pass (or a failed later one) ends the case
-                finish(state)
-            elif index == timing.rounds - 1 and not state.wants_retry(timing.rounds):
+            if done(state, last_round):
                 finish(state)
     while True:
         retrying = [state for state in progress.values() if state.wants_retry(timing.rounds)]
@@ -158,7 +160,7 @@ def measure_in_rounds(
         planned += len(retrying)
         for state in retrying:
             take(state, retry=True)
-            if state.final or not state.first.timed or not state.wants_retry(timing.rounds):
+            if done(state, last_round=True):
                 finish(state)
     for state in progress.values():
         if not state.final:

@@ -25,7 +25,7 @@ from ..machine.environment import cpu_model
 from ..core.schema import ERROR_TOLERANCE
 from .accuracy import REFERENCE_DTYPES, relative_error
 from .probes import peak_memory, sdpa_kernels_that_ran
-from .timing import CUDA_GRAPH, MAX_TIMED_S, TIMER_NAMES, launch_costs, timed_samples
+from .timing import CUDA_GRAPH, MAX_TIMED_S, TIMER_NAMES, launch_costs, synchronize, timed_samples
 from .workload import Workload, apply_fastest_sdpa, make_workload
 
 NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
@@ -125,7 +125,7 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     _check_finite(work)
     backend_note = apply_fastest_sdpa(case, work)
     forced = getattr(work.module, "sdpa_backend", None) if backend_note else None
-    compiled = compile_first(work) if case.compile != "none" else {}
+    compiled = compile_first(work, case.device) if case.compile != "none" else {}
     rel_err, accuracy_note = _accuracy(case, work)
     notes = [accuracy_note, _knobs_as_run(case), backend_note]
     flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step()))
@@ -178,7 +178,7 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
         if like.forced_backend is not None:
             work.module.sdpa_backend = like.forced_backend
         if case.compile != "none":
-            compile_first(work)  # compiles again (each workload compiles from scratch), outside the window
+            compile_first(work, case.device)  # compiles again (each workload compiles from scratch), outside the window
         return timed_round(case, same_timer(timing, like), work, retry)
     finally:
         del work
@@ -192,7 +192,7 @@ class CompileFailed(RuntimeError):
     pass
 
 
-def compile_first(work: Workload) -> dict[str, float | int]:
+def compile_first(work: Workload, device: str) -> dict[str, float | int]:
     """The first compiled call (where torch.compile compiles), timed on its own, then a second call that must not
     compile again: compile_s, graphs, graph_breaks and recompiles, from Dynamo's counters. A failure to compile
     is the case's status, never a silent fallback to eager."""
@@ -202,7 +202,7 @@ def compile_first(work: Workload) -> dict[str, float | int]:
         work.reset()
         began = time.perf_counter()
         work.step()
-        synchronize_all()
+        synchronize(device)
         seconds = time.perf_counter() - began
         graphs = counters["stats"]["unique_graphs"]
         work.reset()
@@ -211,11 +211,6 @@ def compile_first(work: Workload) -> dict[str, float | int]:
         raise CompileFailed(f"torch.compile failed: {one_line(err)[:NOTE_LIMIT]}") from None
     return {"compile_s": seconds, "graphs": graphs, "graph_breaks": sum(counters["graph_break"].values()),
             "recompiles": counters["stats"]["unique_graphs"] - graphs}
-
-
-def synchronize_all() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
 
 
 def _accuracy(case: Case, work: Workload) -> tuple[float | None, str | None]:

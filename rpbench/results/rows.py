@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Iterable
 
 from ..core.measurement import Load, Measurement, Round
 from ..core.schema import COLUMNS
@@ -103,10 +103,15 @@ def round_rows(measured: Measurement) -> list[dict[str, Any]]:
     return lines
 
 
+def plain_sample_rows(case_id: str, samples: Iterable[float]) -> list[dict[str, Any]]:
+    """samples.csv lines of samples that carry no pass (a ready-made row's, or a Measurement without rounds)."""
+    return [{"case_id": case_id, "sample": i, "latency_ms": v} for i, v in enumerate(samples)]
+
+
 def sample_rows(measured: Measurement) -> list[dict[str, Any]]:
     """samples.csv lines of a Measurement: the pooled samples, numbered across passes, each with its pass."""
     if not measured.rounds:
-        return [{"case_id": measured.case.case_id, "sample": i, "latency_ms": v} for i, v in enumerate(measured.samples)]
+        return plain_sample_rows(measured.case.case_id, measured.samples)
     lines, index = [], 0
     pooled = set(map(id, measured.pooled))
     for number, taken in enumerate(measured.rounds):

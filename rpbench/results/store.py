@@ -23,7 +23,7 @@ from ..core.measurement import Measurement, Round
 from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
 from . import csvfile
 from .lock import LOCK
-from .rows import pass_from_line, pass_line, round_rows, row_of, sample_rows
+from .rows import pass_from_line, pass_line, plain_sample_rows, round_rows, row_of, sample_rows
 
 RESULTS = "results.csv"
 SAMPLES = "samples.csv"
@@ -124,8 +124,7 @@ class RunWriter:
 
     def append_row(self, row: Mapping[str, Any], samples: Iterable[float] = ()) -> None:
         """A ready-made row and its samples (no passes recorded)."""
-        lines = [{"case_id": row["case_id"], "sample": i, "latency_ms": v} for i, v in enumerate(samples)]
-        self._write(row, lines, [])
+        self._write(row, plain_sample_rows(row["case_id"], samples), [])
 
     def _write(self, row: Mapping[str, Any], samples: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
         """Passes and samples first, then the row: a row on disk always has its samples. A failed write (a full

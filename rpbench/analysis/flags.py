@@ -73,7 +73,7 @@ def flag_rows(frame: pd.DataFrame) -> pd.DataFrame:
         reasons[position[index]].append(f"unstable: passes {row['round_spread_pct']:.0f} % apart"
                                         if pd.notna(row.get("round_spread_pct")) else "unstable")
     for index in frame[frame["ok"] & _true(frame, "throttled")].index:
-        reasons[position[index]].append("throttled: a GPU clock limit was active")
+        reasons[position[index]].append("throttled: GPU clocks were pulled down in every pass")
     implausible = implausible_pairs(frame)
     for index, why in implausible.items():
         reasons[position[index]].append(why)

@@ -1,19 +1,20 @@
 """Untimed passes that observe one call: peak memory, which SDPA kernel ran, and a model's share of attention time.
 
 Each runs in its own pass, never inside a timed region: the profiler and the allocator's bookkeeping slow down
-whatever they watch.
+whatever they watch. None of them starts a CUDA profiler session (which would leave CUPTI attached and slow the
+timed passes after it): kernels are read from a CPU-only profile, the attention share from CUDA events.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import time
 from typing import Iterator
 
 import torch
 from torch import Tensor, nn
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import ProfilerActivity, profile
 
 from ..core.measurement import MemoryPeak
 from .timing import Step
@@ -30,8 +31,6 @@ SDPA_KERNELS = {
     "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
 }
 
-ATTENTION_EVENT = "backbone.attention"
-FORWARD_EVENT = "backbone.forward"
 
 
 @contextlib.contextmanager
@@ -58,12 +57,12 @@ def peak_memory(step: Step, reset: Step, device: str) -> MemoryPeak:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
+        baseline, held = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
         step()
         torch.cuda.synchronize()
         return MemoryPeak(
             allocated_mb=(torch.cuda.max_memory_allocated() - baseline) / 2**20,
-            reserved_mb=torch.cuda.max_memory_reserved() / 2**20,
+            reserved_mb=(torch.cuda.max_memory_reserved() - held) / 2**20,
         )
     return _cpu_peak_from_profiler(step)
 
@@ -105,60 +104,59 @@ def sdpa_kernels_that_ran(step: Step, reset: Step) -> list[str]:
 
 # ---- a backbone's time inside attention
 
+SHARE_CALLS = 3  # forwards averaged for the attention share, after one warm-up forward
 
-def _annotate(modules: list[nn.Module]) -> list:
-    """Wrap each module's forward in a profiler range via hooks, so the model itself is unchanged."""
-    open_ranges = []
 
-    def enter(module, args):
-        open_ranges.append(record_function(ATTENTION_EVENT))
-        open_ranges[-1].__enter__()
+class _Clock:
+    """Marks on one timeline: CUDA events recorded on the current stream (GPU time, no profiler, no CUPTI), or
+    perf_counter on the CPU."""
 
-    def leave(module, args, output):
-        open_ranges.pop().__exit__(None, None, None)
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        self.marks: list = []
 
-    handles = []
-    for module in modules:
-        handles.append(module.register_forward_pre_hook(enter))
-        handles.append(module.register_forward_hook(leave))
-    return handles
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def spans_ms(self) -> list[float]:
+        """Durations between consecutive pairs of marks (mark 0-1, 2-3, ...), in ms."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks[::2], self.marks[1::2])]
+        return [(b - a) * 1e3 for a, b in zip(self.marks[::2], self.marks[1::2])]
 
 
 def attention_share(model: nn.Module, images: Tensor, device: str | torch.device) -> float:
-    """Fraction of one forward's time spent inside the model's attention modules, measured.
+    """Fraction of a forward's time spent inside the model's attention modules, measured.
 
-    Runs one warm-up forward, then one forward under torch.profiler with every attention module in
-    a `backbone.attention` range. On CUDA the times are kernel (device) time; on CPU they are the
-    ranges' wall time. `model` must be a backbone from `rpbench.backbones.build` (it lists its
-    attention modules), on `device` with `images`.
+    Forward hooks put a mark before and after every attention module, and marks around the whole forward:
+    CUDA events on CUDA (the GPU timeline, so no profiler session and no CUPTI is started before the timed
+    passes), perf_counter on the CPU. One warm-up forward, then the mean over SHARE_CALLS forwards. `model` must
+    be a backbone from `rpbench.backbones.build` (it lists its attention modules), on `device` with `images`.
     """
     cuda = torch.device(device).type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    handles = _annotate(model.attention_modules())
+    inside, whole = _Clock(cuda), _Clock(cuda)
+    handles = []
+    for module in model.attention_modules():
+        handles.append(module.register_forward_pre_hook(lambda *_: inside.mark()))
+        handles.append(module.register_forward_hook(lambda *_: inside.mark()))
     try:
         with torch.no_grad():
             model(images)
-            if cuda:
-                torch.cuda.synchronize()
-            with quiet_native_stderr(), profile(activities=activities) as prof:
-                with record_function(FORWARD_EVENT):
-                    model(images)
-                if cuda:
-                    torch.cuda.synchronize()
+            inside.marks.clear()
+            for _ in range(SHARE_CALLS):
+                whole.mark()
+                model(images)
+                whole.mark()
+        total, attention = sum(whole.spans_ms()), sum(inside.spans_ms())
     finally:
         for handle in handles:
             handle.remove()
-
-    def duration(event) -> float:
-        return event.device_time_total if cuda else event.cpu_time_total
-
-    # CPU-side ranges only: on CUDA their device_time_total sums the kernels they launched, while
-    # the matching GPU-side annotation events would count the same work again.
-    events = [
-        e for e in prof.events() if e.name in (ATTENTION_EVENT, FORWARD_EVENT) and e.device_type == DeviceType.CPU
-    ]
-    total = sum(duration(e) for e in events if e.name == FORWARD_EVENT)
-    inside = sum(duration(e) for e in events if e.name == ATTENTION_EVENT)
     if total <= 0:
-        raise RuntimeError("the profiler recorded no forward time; cannot compute the attention share")
-    return min(max(inside / total, 0.0), 1.0)
+        raise RuntimeError("no forward time was measured; cannot compute the attention share")
+    return min(max(attention / total, 0.0), 1.0)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,44 @@ US_PER_MS = 1e3
 # Sweeps profile every case: one discarded step to warm caches, one recorded.
 SWEEP_SCHEDULE = Schedule(wait=0, warmup=1, active=1)
 
+NO_DEVICE_TIME = ("the profiler captured no CUDA kernel time (CUPTI unavailable or not permitted here): device "
+                  "columns are left out, CPU times shown")
+# Kineto calls cuptiFinalize after a session only when TEARDOWN_CUPTI=1; otherwise CUPTI stays attached and later
+# kernels run 10-20 % slower (pytorch/pytorch#144455). Teardown with CUDA graphs crashed before CUDA 12.6.
+TEARDOWN_ENV = "TEARDOWN_CUPTI"
+TEARDOWN_MIN_CUDA = (12, 6)
 
-def build_as_measured(case: Case) -> Workload:
-    """The case's workload set up as the timed passes run it (dense's auto backend resolved to the fastest),
-    so the trace shows the kernels that were timed."""
-    work = make_workload(case)
-    apply_fastest_sdpa(case, work)
+
+def _cuda_version() -> tuple[int, ...]:
+    import torch
+
+    return tuple(int(part) for part in (torch.version.cuda or "0").split(".")[:2] if part.isdigit())
+
+
+def release_cupti_after(device: str) -> None:
+    """Ask Kineto to detach CUPTI when a CUDA profiler session ends (CUDA >= 12.6 and the variable not set by the
+    user), so timing after a profile is not slowed by it. Kineto reads the variable at every session's end."""
+    if device == "cuda" and TEARDOWN_ENV not in os.environ and _cuda_version() >= TEARDOWN_MIN_CUDA:
+        os.environ[TEARDOWN_ENV] = "1"
+
+
+def cupti_notes(device: str) -> tuple[str, ...]:
+    """A note when CUPTI stays attached after CUDA profiling (kernels timed later in this process run slower)."""
+    if device != "cuda" or os.environ.get(TEARDOWN_ENV) == "1":
+        return ()
+    return (f"CUPTI stays attached after profiling ({TEARDOWN_ENV} is not 1): kernels timed later in this process "
+            "may run slower",)
+
+
+def build_as_measured(case: Case, sdpa_backend: str | None = None) -> Workload:
+    """The case's workload set up as the timed passes ran it, so the trace shows the kernels that were timed:
+    `sdpa_backend` is the backend the measured row forced (never probed again: a new probe may choose another);
+    without it, dense's auto backend is resolved to the fastest now."""
+    work = make_workload(case, describe=False)
+    if sdpa_backend is not None and hasattr(work.module, "sdpa_backend"):
+        work.module.sdpa_backend = sdpa_backend
+    else:
+        apply_fastest_sdpa(case, work)
     return work
 
 
@@ -71,6 +104,7 @@ def _summarize(prof: profile, device: str, active: int, trace_path: Path, tb_dir
     if not calls:
         raise RuntimeError(f"the profiler recorded no {CALL_LABEL!r} range; no step ran in the active window")
     on_cuda = device == "cuda"
+    notes = list(cupti_notes(device))
     phases = [
         PhaseTime(label=e.key, calls=e.count / active, self_cpu_ms=e.self_cpu_time_total / per_call,
                   cpu_ms=e.cpu_time_total / per_call, device_ms=e.device_time_total / per_call if on_cuda else None)
@@ -84,6 +118,13 @@ def _summarize(prof: profile, device: str, active: int, trace_path: Path, tb_dir
         ops = [OpTime(e.key, e.count / active, e.self_device_time_total / per_call) for e in device_work]
         call_device_ms: float | None = sum(e.self_device_time_total for e in device_work) / per_call
         kind = "CUDA kernel"
+        if not call_device_ms:  # CUPTI blocked or absent: say so, never show 0 ms of GPU time
+            notes.append(NO_DEVICE_TIME)
+            call_device_ms = None
+            phases = [replace(phase, device_ms=None) for phase in phases]
+            ops = [OpTime(e.key, e.count / active, e.self_cpu_time_total / per_call)
+                   for e in averages if e.device_type == DeviceType.CPU and e.key.startswith("aten::")]
+            kind = "aten op"
     else:
         ops = [OpTime(e.key, e.count / active, e.self_cpu_time_total / per_call)
                for e in averages if e.device_type == DeviceType.CPU and e.key.startswith("aten::")]
@@ -94,6 +135,7 @@ def _summarize(prof: profile, device: str, active: int, trace_path: Path, tb_dir
         device=device, active_steps=active, call_cpu_ms=calls[0].cpu_time_total / per_call,
         call_device_ms=call_device_ms, phases=phases, ops_kind=kind, top_ops=ops[:TOP_OPS],
         peak_memory_mb=_peak_memory_mb(prof, device), trace_path=trace_path, tensorboard_dir=tb_dir,
+        notes=tuple(notes),
     )
 
 
@@ -141,6 +183,7 @@ def profile_workload(
     if problem:
         raise ValueError(problem)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    release_cupti_after(device)
     worker = re.sub(r"[^A-Za-z0-9_-]+", "_", worker)
     summaries: list[ProfileSummary] = []
 
@@ -165,8 +208,9 @@ def profile_workload(
     return summaries[0]
 
 
-def trace_case(case: Case, writer: RunWriter) -> str:
-    """Profile one case of a sweep into the run dir's traces; returns the trace's path relative to the run dir.
+def trace_case(case: Case, writer: RunWriter, sdpa_backend: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """Profile one measured case of a sweep into the run dir's traces (with the SDPA backend its row forced);
+    returns the trace's path relative to the run dir and the profile's notes.
 
     Raises ExecutionError ("trace not written: ...") when anything fails: a trace is extra, so the sweep keeps
     the measured row and only notes the problem.
@@ -174,11 +218,11 @@ def trace_case(case: Case, writer: RunWriter) -> str:
     path = writer.trace_path(case.case_id)
     work = None
     try:
-        work = build_as_measured(case)
-        profile_workload(work, case.device, path, plan=SWEEP_SCHEDULE, worker=case.label)
+        work = build_as_measured(case, sdpa_backend)
+        summary = profile_workload(work, case.device, path, plan=SWEEP_SCHEDULE, worker=case.label)
     except Exception as err:
         raise ExecutionError(f"trace not written: {one_line(err)[:200]}") from None
     finally:
         del work
         release(case.device)
-    return writer.relative(path)
+    return writer.relative(path), summary.notes

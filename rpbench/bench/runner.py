@@ -5,7 +5,6 @@ A failing case becomes a Measurement with a status (unsupported, oom, nonfinite,
 from __future__ import annotations
 
 import gc
-import math
 import sys
 import time
 from dataclasses import replace
@@ -18,15 +17,16 @@ import attentions
 
 from ..core.case import Case, Timing
 from ..core.errors import one_line
-from ..core.measurement import GpuReading, GpuTelemetry, Measurement, Round, summarize
+from ..core.measurement import GpuReading, GpuTelemetry, Measurement, Round
 from ..machine import telemetry
+from ..machine.gpu_watch import GpuWatch
 from ..machine.interference import LoadMonitor
 from ..machine.environment import cpu_model
 from ..core.schema import ERROR_TOLERANCE
 from .accuracy import REFERENCE_DTYPES, relative_error
 from .probes import peak_memory, sdpa_kernels_that_ran
 from .timing import CUDA_GRAPH, MAX_TIMED_S, TIMER_NAMES, launch_costs, synchronize, timed_samples
-from .workload import Workload, apply_fastest_sdpa, make_workload
+from .workload import Workload, apply_fastest_sdpa, make_workload, pinned_sdpa
 
 NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
 
@@ -129,21 +129,23 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     rel_err, accuracy_note = _accuracy(case, work)
     notes = [accuracy_note, _knobs_as_run(case), backend_note]
     flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step()))
-    kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)
+    with pinned_sdpa(case, work):
+        kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)
     first = timed_round(case, timing, work)
     samples = first.samples
     notes += [first.note, _capped(timing, len(samples))]
     where = {**where, "timer": first.timer}
-    launch = dict(zip(("host_ms", "launch_ms"), launch_costs(work.step, work.reset))) if gpu is not None else {}
-    memory = peak_memory(work.probe_step, work.reset, case.device)
-    notes.append(memory.note)
-
-    gpu_telemetry = None
-    if gpu is not None:
-        energy = _energy_per_call(gpu, work, timing, summarize(samples).median)
-        if energy is None:
-            notes.append("energy: NVML total-energy counter unsupported on this GPU/driver")
-        gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy)
+    with pinned_sdpa(case, work):
+        launch = dict(zip(("host_ms", "launch_ms"), launch_costs(work.step, work.reset))) if gpu is not None else {}
+        memory = peak_memory(work.probe_step, work.reset, case.device)
+        notes.append(memory.note)
+        gpu_telemetry = None
+        if gpu is not None:
+            energy, window_s = _energy_per_call(gpu, work, timing)
+            if energy is None:
+                notes.append("energy: NVML total-energy counter unsupported on this GPU/driver")
+            gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy,
+                                         energy_window_s=window_s)
     return Measurement(
         case=case, status="inaccurate" if _too_far(case, rel_err) else "ok", notes=tuple(n for n in notes if n),
         samples=tuple(samples), **where, rel_err=rel_err, compiled=compiled, launch=launch,
@@ -158,10 +160,10 @@ def timed_round(case: Case, timing: Timing, work: Workload, retry: bool = False)
     began = datetime.now(timezone.utc).isoformat(timespec="seconds")
     own_threads = torch.get_num_threads() if case.device == "cpu" else 1
     cuda_index = torch.cuda.current_device() if case.device == "cuda" else None
-    with LoadMonitor(own_threads, cuda_index) as monitor:
+    with LoadMonitor(own_threads, cuda_index) as monitor, GpuWatch(cuda_index) as watch, pinned_sdpa(case, work):
         samples, timer, note = timed_samples(work.step, work.reset, case.device, timing)
     return Round(samples=tuple(samples), load=monitor.load, retry=retry, started_at=began, timer=timer,
-                 note=note)
+                 note=note, gpu=watch.window)
 
 
 def same_timer(timing: Timing, like: Measurement) -> Timing:
@@ -260,20 +262,30 @@ def _reading(gpu: int) -> GpuReading:
                       throttled=bool(snap.get("throttled")))
 
 
-def _energy_per_call(gpu: int, work: Workload, timing: Timing, median_ms: float) -> float | None:
-    """Joules per call from NVML's energy counter over >= timing.energy_s of back-to-back calls."""
+def _energy_per_call(gpu: int, work: Workload, timing: Timing) -> tuple[float | None, float | None]:
+    """(joules per call, window seconds) from NVML's energy counter over back-to-back calls until at least
+    max(timing.energy_s, EnergyMeter.MIN_WINDOW_S) of synchronised wall time has passed (the counter refreshes
+    every 20-100 ms); (None, None) when the counter is unsupported."""
     meter = telemetry.EnergyMeter(gpu)
     if not meter.supported:
-        return None
-    calls = max(1, math.ceil(timing.energy_s * 1e3 / max(median_ms, 1e-3)))
+        return None, None
+    least_s = max(timing.energy_s, telemetry.EnergyMeter.MIN_WINDOW_S)
     torch.cuda.synchronize()
     meter.start()
-    for _ in range(calls):
-        work.reset()
-        work.step()
-    torch.cuda.synchronize()
+    began = time.perf_counter()
+    calls, chunk = 0, 1
+    while True:
+        for _ in range(chunk):
+            work.reset()
+            work.step()
+        calls += chunk
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - began
+        if elapsed >= least_s:
+            break
+        chunk = min(calls, 1024)  # doubling chunks: few synchronisations, never far past the window
     joules = meter.stop()
-    return None if joules is None else joules / calls
+    return (None, None) if joules is None else (joules / calls, elapsed)
 
 
 def release(device: str) -> None:

@@ -1,7 +1,6 @@
 """Run a suite's cases one after another, handing each Measurement to the store the moment it is taken."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -9,6 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+
+from attentions.dense import SDPA_BACKENDS
 
 from ..core.case import Case, Suite
 from ..core.errors import ExecutionError
@@ -26,6 +27,7 @@ class SweepOutcome:
     run_dir: Path
     measurements: list[Measurement] = field(default_factory=list)
     skipped: int = 0
+    traced: int = 0
 
 
 @contextmanager
@@ -54,12 +56,32 @@ def cooldown_seconds(suite: Suite, case: Case) -> float:
     return 1.0 if case.device == "cuda" else 0.0
 
 
-def _with_trace(measured: Measurement, writer: RunWriter) -> Measurement:
-    """Profile the case into the run dir's traces and link it; a failed trace becomes a note, the row stays ok."""
-    try:
-        return dataclasses.replace(measured, trace=trace_case(measured.case, writer))
-    except ExecutionError as err:
-        return dataclasses.replace(measured, notes=(*measured.notes, str(err)))
+def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Case], None] | None = None) -> int:
+    """Profile every timed case of `cases` that has no trace yet, after all timing is done (a profiler session
+    must not slow what is timed after it), each with the SDPA backend its row forced; link each trace to its row.
+    A failed trace becomes a note on the row, which stays as measured. Returns how many were traced."""
+    by_id = {case.case_id: case for case in cases}
+    traced = 0
+    for row in writer.untraced().itertuples():
+        case = by_id.get(row.case_id)
+        if case is None:
+            continue
+        if on_trace is not None:
+            on_trace(case)
+        backend = row.sdpa_backend if isinstance(row.sdpa_backend, str) and row.sdpa_backend in SDPA_BACKENDS else None
+        try:
+            path, notes = trace_case(case, writer, backend if _forced(case) else None)
+        except ExecutionError as err:
+            writer.link_trace(case.case_id, note=str(err))
+            continue
+        writer.link_trace(case.case_id, trace=path, note="; ".join(f"trace: {note}" for note in notes) or None)
+        traced += 1
+    return traced
+
+
+def _forced(case: Case) -> bool:
+    """dense with backend=auto was timed with the fastest backend forced: its trace must force the same one."""
+    return case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto"
 
 
 def run_sweep(
@@ -71,17 +93,21 @@ def run_sweep(
     on_start: Callable[[Case, int, int], None] | None = None,
     on_measured: Callable[[Measurement], None] | None = None,
     profile: bool = False,
+    on_trace: Callable[[Case], None] | None = None,
 ) -> SweepOutcome:
     """Measure every case not already final in run_dir, in rounds (`rpbench.bench.rounds`); each case is flushed
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
-    same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass."""
+    same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass. With
+    `profile`, every timed case is traced once all timing is done (`on_trace(case)` precedes each trace), so no
+    profiler session runs before a timed pass."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
-        return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile)
+        return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile, on_trace)
 
 
 def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: str,
                  on_start: Callable[[Case, int, int], None] | None,
-                 on_measured: Callable[[Measurement], None] | None, profile: bool) -> SweepOutcome:
+                 on_measured: Callable[[Measurement], None] | None, profile: bool,
+                 on_trace: Callable[[Case], None] | None = None) -> SweepOutcome:
     done = writer.finished_case_ids()
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
@@ -94,8 +120,6 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
     outcome.skipped = len(cases) - len(todo)
 
     def final(measured: Measurement) -> None:
-        if profile and measured.timed:
-            measured = _with_trace(measured, writer)
         writer.append(measured)
         outcome.measurements.append(measured)
         if on_measured:
@@ -111,4 +135,6 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
                              f"taken so far is kept: continue in a new process with `rpbench sweep --resume "
                              f"{writer.run_dir}`") from None
     writer.forget_passes()
+    if profile:
+        outcome.traced = trace_measured(cases, writer, on_trace)
     return outcome

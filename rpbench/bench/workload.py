@@ -5,14 +5,17 @@ so seeding, dtype handling and the fwd / fwdbwd steps are the same for every cas
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.nn.attention import sdpa_kernel
 
 import attentions
+from attentions.dense import SDPA_BACKENDS
 
 from .. import backbones
 from ..core.case import Case
@@ -201,3 +204,20 @@ def choose_fastest_sdpa(work: Workload, device: str) -> str:
     work.module.sdpa_backend = best
     probes = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(timings.items(), key=lambda kv: kv[1]))
     return f"auto backend = fastest probed ({probes})"
+
+
+@contextlib.contextmanager
+def pinned_sdpa(case: Case, work: Workload) -> Iterator[None]:
+    """Around a measured pass: a module that forces an SDPA backend gets it set once here (`sdpa_kernel`) instead
+    of entering `sdpa_kernel` on every call inside the timed loop. Compiled modules keep their own (changing the
+    attribute would make torch.compile recompile)."""
+    backend = getattr(work.module, "sdpa_backend", "auto")
+    if case.compile != "none" or backend not in SDPA_BACKENDS:
+        yield
+        return
+    work.module.sdpa_backend = "auto"  # the module's own call is plain; the context below picks the kernel
+    try:
+        with sdpa_kernel([SDPA_BACKENDS[backend]]):
+            yield
+    finally:
+        work.module.sdpa_backend = backend

@@ -14,7 +14,7 @@ from ..core.case import SIZE_LIMITS, Case, CaseFlags, Timing, safe_name
 from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
 from ..results.rows import row_of
-from .app import command, console
+from .app import command, console, err_console
 from .options import TIMER_HELP, CompileMode, Precision, TimerName, plain, resolve_device_flag, with_case_flags
 
 
@@ -138,5 +138,7 @@ def profile_command(
     console.print(phase_table(summary))
     console.print(ops_table(summary))
     console.print(memory_line(summary))
+    for note in summary.notes:
+        err_console.print(Text(f"note: {note}", style="yellow"))
     for line in how_to_open(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -40,8 +40,9 @@ def sweep(
         None, "--filter", help="Only cases matching all comma-separated terms: a mechanism/label glob "
         "(`rp*`) or field=glob (`tokens=4096`, `dtype=bfloat16`, `mode=fwd`)."
     ),
-    profile: bool = typer.Option(False, "--profile", help="Also write one profiler trace per case (traces/), linked "
-                                 "from the row's trace column."),
+    profile: bool = typer.Option(False, "--profile", help="Also write one profiler trace per timed case (traces/), "
+                                 "linked from the row's trace column; traced after every case is timed, so profiling "
+                                 "never slows a timed pass. A resume traces the cases a killed run left untraced."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
     timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's [measure] "
                                               "timer."),
@@ -76,8 +77,11 @@ def sweep(
     recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
     recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
     recorded += [f"--timer={plain(timer)}"] * bool(timer)
+    from ..bench.runner import device_name
+
+    names = tuple((kind, device_name(kind)) for kind in sorted({case.device for case in cases}))
     record = resume_rules.RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(),
-                                    filter=filter_, device=device, command=shlex.join(recorded))
+                                    filter=filter_, device=device, command=shlex.join(recorded), device_names=names)
     _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report)
 
 
@@ -116,10 +120,13 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
             line.append(measured.status, style="yellow").append(f" {measured.note or ''}")
         progress.console.print(line)
 
+    def on_trace(case: Case) -> None:
+        progress.update(task, description=f"{_markup_free(loaded.name)} [dim]tracing {_markup_free(case.describe())}[/]")
+
     try:
         with progress:
             outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
-                                on_measured=on_measured, profile=profile)
+                                on_measured=on_measured, profile=profile, on_trace=on_trace)
             progress.update(task, completed=progress.tasks[0].total)
     except KeyboardInterrupt:
         err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "
@@ -164,8 +171,10 @@ def _name_the_busiest() -> None:
 def _row_flags(measured: Measurement) -> list[str]:
     """Short marks for the progress line of a case that will be flagged."""
     flags = []
-    if measured.disturbance:
+    if measured.busy_machine:
         flags.append("disturbed")
+    if measured.throttled:
+        flags.append("throttled")
     if measured.unstable:
         flags.append(f"unstable ({measured.spread_pct:.0f} % between passes)")
     if measured.stats is not None and measured.stats.noisy:

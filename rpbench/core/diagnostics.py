@@ -104,6 +104,7 @@ class ProfileSummary:
     peak_memory_mb: float | None
     trace_path: Path
     tensorboard_dir: Path | None
+    notes: tuple[str, ...] = ()  # what the tables cannot show: no device time captured, CUPTI left attached
 
     @property
     def labelled_cpu_ms(self) -> float:

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .case import Case, Timing
+from .gpu import ClockWindow, GpuReading, GpuTelemetry  # noqa: F401  (re-exported)
 from .schema import MEASURED_STATUSES
 
 # A case whose interquartile range exceeds this share of its median is flagged `noisy`.
@@ -83,29 +84,6 @@ class ModelCosts:
 
 
 @dataclass(frozen=True)
-class GpuReading:
-    """NVML readings at one moment; None where the board or driver cannot report a value."""
-
-    sm_clock_mhz: float | None = None
-    temp_c: float | None = None
-    power_w: float | None = None
-    throttled: bool = False
-
-
-@dataclass(frozen=True)
-class GpuTelemetry:
-    """What NVML saw around a CUDA case (never inside the timed region) and the energy of one call."""
-
-    start: GpuReading
-    end: GpuReading
-    energy_j_per_iter: float | None = None
-
-    @property
-    def throttled(self) -> bool:
-        return self.start.throttled or self.end.throttled
-
-
-@dataclass(frozen=True)
 class Load:
     """What other processes did during one timed window (warm-up and samples), read outside every timed call.
 
@@ -147,14 +125,21 @@ class Round:
     started_at: str | None = None
     timer: str = ""  # the timer that took the samples (see bench.timing)
     note: str | None = None  # why it was timed otherwise than asked (a CUDA graph that could not be captured)
+    gpu: ClockWindow | None = None  # what NVML saw of the GPU during the window (CUDA only)
 
     @property
     def median(self) -> float:
         return float(np.median(self.samples))
 
+    def reasons(self) -> tuple[str, ...]:
+        """Why this pass is disturbed: other processes (see Load), or GPU clocks pulled down during it."""
+        slowed = self.gpu.slowdowns() if self.gpu is not None else ()
+        return (*(self.load.reasons() if self.load is not None else ()),
+                *((f"GPU clocks pulled down: {', '.join(slowed)}",) if slowed else ()))
+
     @property
     def disturbed(self) -> bool:
-        return self.load is not None and self.load.disturbed
+        return bool(self.reasons())
 
 
 def pooled_rounds(rounds: Sequence[Round]) -> tuple[Round, ...]:
@@ -249,7 +234,22 @@ class Measurement:
         pooled = self.pooled
         if not pooled or not all(r.disturbed for r in pooled):
             return ()
-        return tuple(dict.fromkeys(reason for r in pooled for reason in r.load.reasons()))
+        return tuple(dict.fromkeys(reason for r in pooled for reason in r.reasons()))
+
+    @property
+    def busy_machine(self) -> bool:
+        """Every pooled pass was disturbed, and other processes did it in at least one (the `disturbed` column)."""
+        return bool(self.disturbance) and any(r.load is not None and r.load.disturbed for r in self.pooled)
+
+    @property
+    def throttled(self) -> bool:
+        """Every pooled pass was disturbed, and GPU clocks were pulled down in at least one (the `throttled`
+        column)."""
+        return bool(self.disturbance) and any(r.gpu is not None and r.gpu.throttled for r in self.pooled)
+
+    @property
+    def gpu_windows(self) -> tuple[ClockWindow, ...]:
+        return tuple(r.gpu for r in self.pooled if r.gpu is not None)
 
     @property
     def retries(self) -> int:

@@ -65,13 +65,14 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "others_busy_cores": ("Float64", "most cores other processes kept busy during a pooled pass (/proc/stat "
                                      "minus this process)"),
     "gpu_others": ("Int64", "most other processes seen on the GPU during a pooled pass (NVML)"),
-    "retries": ("Int64", "passes taken again because other processes disturbed one"),
-    "disturbed": ("boolean", "every pooled pass ran while other processes kept >= 0.5 cores busy that our threads "
-                             "needed, or shared the GPU (even after the retries)"),
+    "retries": ("Int64", "passes taken again because other processes or a GPU slowdown disturbed one"),
+    "disturbed": ("boolean", "every pooled pass was disturbed, other processes in at least one: they kept >= 0.25 "
+                             "core busy that our threads needed, or shared the GPU (even after the retries)"),
     "throughput_img_s": ("Float64", "batch / median latency"),
     "tokens_s": ("Float64", "batch·N / median latency"),
     "peak_mem_mb": ("Float64", "peak memory of one call above the resident baseline, MiB"),
-    "peak_reserved_mb": ("Float64", "peak memory reserved by the CUDA caching allocator, MiB"),
+    "peak_reserved_mb": ("Float64", "peak memory the CUDA caching allocator reserved during one call above what it "
+                         "held before (cache emptied first), MiB"),
     "flops_analytic": ("Int64", "FLOPs of one call from the spec's formulas (1 MAC = 2 FLOPs)"),
     "flops_counted": ("Int64", "FLOPs of one call counted by FlopCounterMode"),
     "tflops_s": ("Float64", "flops_counted (else analytic) / median latency, TFLOP/s"),
@@ -80,14 +81,23 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "gmacs": ("Float64", "multiply-accumulates of one forward image, G (backbone scope)"),
     "gflops": ("Float64", "2 × gmacs (backbone scope)"),
     "attention_share": ("Float64", "fraction of forward time inside attention modules (backbone scope)"),
-    "sm_clock_start_mhz": ("Float64", "SM clock at case start (NVML)"),
-    "sm_clock_end_mhz": ("Float64", "SM clock at case end (NVML)"),
-    "temp_start_c": ("Float64", "GPU temperature at case start, °C"),
-    "temp_end_c": ("Float64", "GPU temperature at case end, °C"),
-    "power_start_w": ("Float64", "GPU power draw at case start, W"),
-    "power_end_w": ("Float64", "GPU power draw at case end, W"),
-    "throttled": ("boolean", "a clock-limiting throttle reason was active during the case"),
+    "sm_clock_start_mhz": ("Float64", "SM clock before the case's first pass, idle (NVML)"),
+    "sm_clock_end_mhz": ("Float64", "SM clock after the case's energy pass (NVML)"),
+    "temp_start_c": ("Float64", "GPU temperature before the case's first pass, °C"),
+    "temp_end_c": ("Float64", "GPU temperature after the case's energy pass, °C"),
+    "power_start_w": ("Float64", "GPU power draw before the case's first pass, W"),
+    "power_end_w": ("Float64", "GPU power draw after the case's energy pass, W"),
+    "sm_clock_min_mhz": ("Float64", "lowest SM clock read during the pooled timed windows (NVML, every 0.1 s)"),
+    "sm_clock_median_mhz": ("Float64", "median SM clock read during the pooled timed windows"),
+    "temp_max_c": ("Float64", "highest GPU temperature read during the pooled timed windows, °C"),
+    "power_median_w": ("Float64", "median GPU power read during the pooled timed windows, W"),
+    "clock_reasons": ("string", "clocks-event reasons seen during the pooled timed windows (idle/pinned left out)"),
+    "power_capped": ("boolean", "the power cap held the clocks during a pooled timed window (normal under load; "
+                     "not a flag)"),
+    "throttled": ("boolean", "GPU clocks were pulled down (thermal, hardware slowdown, power brake, board or "
+                  "reliability limit) in every pass, retries included: read during the timed windows"),
     "energy_j_per_iter": ("Float64", "GPU energy per call from NVML's energy counter, J"),
+    "energy_window_s": ("Float64", "seconds of back-to-back calls the energy was measured over (at least 1)"),
     "energy_j_per_img": ("Float64", "energy_j_per_iter / batch, J"),
     "trace": ("string", "profiler trace file of this case, relative to the run dir"),
     "started_at": ("string", "UTC ISO time the case started"),
@@ -118,8 +128,10 @@ ROUND_COLUMNS: dict[str, tuple[str, str]] = {
     "others_busy_cores": ("Float64", "cores other processes kept busy during the pass"),
     "gpu_others": ("Int64", "other processes on the GPU during the pass"),
     "window_s": ("Float64", "seconds the load was read over (warm-up and samples, at least 0.1 s)"),
-    "disturbed": ("boolean", "other processes disturbed the pass"),
+    "disturbed": ("boolean", "other processes or GPU clock slowdowns disturbed the pass"),
     "why": ("string", "what disturbed it"),
+    "sm_clock_min_mhz": ("Float64", "lowest SM clock read during the pass (NVML)"),
+    "clock_reasons": ("string", "clocks-event reasons seen during the pass"),
 }
 
 # The headline metrics reports, speedups and compare can use: name -> the results column it reads.

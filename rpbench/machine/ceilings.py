@@ -19,6 +19,7 @@ from typing import Any, Callable
 from ..bench.timing import time_step
 from ..core.case import Timing
 from ..core.measurement import summarize
+from . import environment
 from .environment import cpu_model
 from .interference import LoadMonitor
 
@@ -73,7 +74,7 @@ def _rates(device: str) -> dict[str, Any]:
         "matmul_tflops": tflops,
         "copy_bytes": copy_bytes,
         "copy_gbps": 2 * copy_bytes / copy_s / 1e9,
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
+        "tf32_matmul": environment.tf32_settings(torch)["matmul_allow_tf32"] if cuda else None,
         "threads": None if cuda else torch.get_num_threads(),
     }
 

@@ -303,6 +303,23 @@ def snapshot(index: int) -> dict[str, Any]:
     }
 
 
+# nvmlPerfPolicyType_t values whose violation counters are read around a timed window.
+VIOLATION_POLICIES = {"power": 0, "thermal": 1, "board_limit": 3, "reliability": 5}
+
+
+def violation_ns(index: int) -> dict[str, int]:
+    """NVML's cumulative violation counters (ns a clock limit was active since driver load) of torch's
+    `cuda:<index>`, per policy; a policy the board cannot count is absent ({} without NVML)."""
+    handle = _handle(nvml_index_for_cuda_device(index))
+    counters = {}
+    for name, policy in VIOLATION_POLICIES.items():
+        found = _on(handle, "nvmlDeviceGetViolationStatus", policy)
+        value = getattr(found, "violationTime", None)
+        if isinstance(value, int):
+            counters[name] = value
+    return counters
+
+
 class EnergyMeter:
     """GPU energy over a window, from NVML's cumulative counter (mJ since driver load; Volta and newer).
 

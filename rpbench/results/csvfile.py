@@ -178,3 +178,23 @@ def read(path: Path, columns: Columns) -> pd.DataFrame:
         if dtype == "boolean" and name in frame:
             frame[name] = frame[name].map({True: True, False: False, "true": True, "false": False}).astype("boolean")
     return frame
+
+
+def oserror_line(path: Path, err: OSError) -> str:
+    return f"{path}: {err.strerror or err}"
+
+
+def write_file(path: str | Path, content: str | bytes) -> Path:
+    """Write one output file (a report or an export); ResultsError with one line when it cannot be written."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".tmp")
+    try:
+        if isinstance(content, bytes):
+            partial.write_bytes(content)
+        else:
+            partial.write_text(content, encoding="utf-8")
+        os.replace(partial, path)  # a reader (or a kill) sees the old file or the new one, never half of one
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise ResultsError(f"cannot write {oserror_line(path, err)}") from None
+    return path

@@ -39,6 +39,7 @@ class RunRecord:
     filter: str | None = None
     device: str | None = None
     command: str = ""
+    device_names: tuple[tuple[str, str], ...] = ()  # (device, model) this sweep runs on: a resume must match
 
     @property
     def suite_sha256(self) -> str:
@@ -135,6 +136,7 @@ def check_resume(run_dir: Path, record: RunRecord) -> None:
     if not (run_dir / RESULTS).exists():
         return
     frame = csvfile.read(run_dir / RESULTS, COLUMNS)
+    _check_machine(run_dir, frame, dict(record.device_names))
     if "timing" in frame:
         rows = frame[frame["timing"].notna()]
         other = sorted({Timing.same_json(text, device) for text, device in zip(rows["timing"], rows["device"])
@@ -143,6 +145,19 @@ def check_resume(run_dir: Path, record: RunRecord) -> None:
             raise ResultsError(f"{run_dir}: its rows were timed with {other[0]}, the suite now says {record.timing}; "
                                f"a resume would mix both. Start a new dir with --out")
     _check_samples(run_dir, frame)
+
+
+def _check_machine(run_dir: Path, frame: pd.DataFrame, names: dict[str, str]) -> None:
+    """The rows were measured on the same GPU (or CPU) model as this machine's: one run never mixes two."""
+    if "device_name" not in frame:
+        return
+    for device, here in names.items():
+        there = frame.loc[(frame["device"] == device) & frame["device_name"].notna(), "device_name"]
+        other = sorted(set(there) - {here})
+        if other:
+            raise ResultsError(f"{run_dir}: its {device} rows were measured on {other[0]}, this machine runs "
+                               f"{here}; a resume would mix two models in one run. Start a new dir with --out (and "
+                               f"compare the two runs)")
 
 
 def _check_samples(run_dir: Path, frame: pd.DataFrame) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from ..core.measurement import Load, Measurement, Round
+from ..core.measurement import ClockWindow, Load, Measurement, Round
 from ..core.schema import COLUMNS
 
 
@@ -70,7 +71,10 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         row.update(rounds=len(measured.pooled), round_spread_pct=measured.spread_pct, unstable=measured.unstable,
                    others_busy_cores=measured.load_peak("others_busy_cores"), retries=measured.retries,
                    gpu_others=None if gpu_others is None else int(gpu_others),
-                   disturbed=bool(measured.disturbance))
+                   disturbed=measured.busy_machine)
+        row.update(_window_columns(measured.gpu_windows))
+        if measured.gpu_windows:
+            row["throttled"] = measured.throttled
     if memory is not None:
         row.update(peak_mem_mb=memory.allocated_mb, peak_reserved_mb=memory.reserved_mb)
     if model is not None:
@@ -79,10 +83,26 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         for when, reading in (("start", gpu.start), ("end", gpu.end)):
             row.update({f"sm_clock_{when}_mhz": reading.sm_clock_mhz, f"temp_{when}_c": reading.temp_c,
                         f"power_{when}_w": reading.power_w})
-        row["throttled"] = gpu.throttled
         if gpu.energy_j_per_iter is not None:
-            row.update(energy_j_per_iter=gpu.energy_j_per_iter, energy_j_per_img=gpu.energy_j_per_iter / case.batch)
+            row.update(energy_j_per_iter=gpu.energy_j_per_iter, energy_j_per_img=gpu.energy_j_per_iter / case.batch,
+                       energy_window_s=gpu.energy_window_s)
     return {column: row[column] for column in COLUMNS if column in row}
+
+
+def _window_columns(windows: Sequence[ClockWindow]) -> dict[str, Any]:
+    """The GPU readings of a row's pooled timed windows, taken together."""
+    if not windows:
+        return {}
+    clocks = [w.sm_clock_min_mhz for w in windows if w.sm_clock_min_mhz is not None]
+    medians = [w.sm_clock_median_mhz for w in windows if w.sm_clock_median_mhz is not None]
+    temps = [w.temp_max_c for w in windows if w.temp_max_c is not None]
+    powers = [w.power_median_w for w in windows if w.power_median_w is not None]
+    reasons = dict.fromkeys(reason for w in windows for reason in w.reasons)
+    return {"sm_clock_min_mhz": min(clocks) if clocks else None,
+            "sm_clock_median_mhz": statistics.median(medians) if medians else None,
+            "temp_max_c": max(temps) if temps else None,
+            "power_median_w": statistics.median(powers) if powers else None,
+            "clock_reasons": " ".join(reasons) or None, "power_capped": any(w.power_capped for w in windows)}
 
 
 def round_rows(measured: Measurement) -> list[dict[str, Any]]:
@@ -98,7 +118,9 @@ def round_rows(measured: Measurement) -> list[dict[str, Any]]:
             "others_busy_cores": None if load is None else load.others_busy_cores,
             "gpu_others": None if load is None else load.gpu_others,
             "window_s": None if load is None else load.window_s,
-            "disturbed": taken.disturbed, "why": "; ".join(load.reasons()) if load is not None else None,
+            "disturbed": taken.disturbed, "why": "; ".join(taken.reasons()) or None,
+            "sm_clock_min_mhz": None if taken.gpu is None else taken.gpu.sm_clock_min_mhz,
+            "clock_reasons": None if taken.gpu is None else " ".join(taken.gpu.reasons) or None,
         })
     return lines
 
@@ -140,10 +162,21 @@ def pass_from_line(line: str) -> tuple[str, int, Round] | None:
         if load is not None and not _plausible_load(load):
             return None
         found = Round(samples=samples, load=load, retry=bool(taken.get("retry")), started_at=taken.get("started_at"),
-                      timer=str(taken.get("timer") or ""))
+                      timer=str(taken.get("timer") or ""), gpu=_window(taken.get("gpu")))
         return str(record["case_id"]), int(record["index"]), found
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def _window(saved: Any) -> ClockWindow | None:
+    """A journalled ClockWindow back (its tuples come back from JSON as lists); a damaged one raises TypeError."""
+    if saved is None:
+        return None
+    window = ClockWindow(**{**saved, "reasons": tuple(map(str, saved.get("reasons", ()))),
+                            "violation_ms": tuple((str(k), float(v)) for k, v in saved.get("violation_ms", ()))})
+    if not isinstance(window.readings, int) or not isinstance(window.window_s, (int, float)):
+        raise TypeError("damaged GPU window")
+    return window
 
 
 def _plausible_load(load: Load) -> bool:

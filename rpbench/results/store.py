@@ -21,7 +21,9 @@ import pandas as pd
 from ..core.errors import ExecutionError, ResultsError
 from ..core.measurement import Measurement, Round
 from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
-from . import csvfile
+from . import csvfile, traces
+from .csvfile import oserror_line as _oserror
+from .csvfile import write_file  # noqa: F401  (the store's one atomic writer, used by views and exports too)
 from .lock import LOCK
 from .rows import pass_from_line, pass_line, plain_sample_rows, round_rows, row_of, sample_rows
 
@@ -36,10 +38,6 @@ REPORT = "report.html"
 TRACES = "traces"
 # What a run dir may hold besides traces/; a new sweep refuses a non-empty dir holding anything else.
 RUN_FILES = {RESULTS, SAMPLES, ROUNDS, PASSES, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
-
-
-def _oserror(path: Path, err: OSError) -> str:
-    return f"{path}: {err.strerror or err}"
 
 
 class RunWriter:
@@ -156,6 +154,14 @@ class RunWriter:
         if not path.exists():
             write_file(path, text)
 
+    def untraced(self) -> pd.DataFrame:
+        """Rows with timed samples and no trace yet (see `traces`)."""
+        return traces.untraced(self.run_dir / RESULTS)
+
+    def link_trace(self, case_id: str, trace: str | None = None, note: str | None = None) -> None:
+        """Set a finished row's `trace`, or note why there is none (see `traces`)."""
+        traces.link(self.run_dir / RESULTS, case_id, trace, note)
+
     def trace_path(self, case_id: str) -> Path:
         """Where the profiler trace of a case goes (the profiler writes the file)."""
         return self.run_dir / TRACES / f"{case_id}.json.gz"
@@ -267,22 +273,6 @@ def make_dir(path: str | Path, flag: str) -> Path:
         raise ResultsError(f"{flag} {path}: cannot create it ({err.strerror or err})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ResultsError(f"{flag} {path}: not writable")
-    return path
-
-
-def write_file(path: str | Path, content: str | bytes) -> Path:
-    """Write one output file (a report or an export); ResultsError with one line when it cannot be written."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".tmp")
-    try:
-        if isinstance(content, bytes):
-            partial.write_bytes(content)
-        else:
-            partial.write_text(content, encoding="utf-8")
-        os.replace(partial, path)  # a reader (or a kill) sees the old file or the new one, never half of one
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise ResultsError(f"cannot write {_oserror(path, err)}") from None
     return path
 
 

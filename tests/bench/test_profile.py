@@ -93,7 +93,7 @@ def test_sweep_without_profile_writes_no_traces(tmp_path):
 
 
 def test_a_failed_trace_is_a_note_on_an_ok_row(tmp_path, monkeypatch):
-    def broken(_case):
+    def broken(_case, **_):
         raise RuntimeError("no memory left\nsecond line")
 
     monkeypatch.setattr(profiling, "make_workload", broken)  # only the trace's build fails, not the measurement's
@@ -168,3 +168,107 @@ def test_tensorboard_plugin_lists_and_opens_the_run(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_sweep_profiles_only_after_every_pass_is_timed(tmp_path, monkeypatch):
+    """A profiler session must not run before any timed pass (CUPTI left attached slows what follows): with two
+    rounds, every trace comes after the last pass."""
+    from rpbench.bench import rounds as rounds_module
+    from rpbench.bench import sweep as sweep_module
+
+    events = []
+    real_round, real_trace = rounds_module.measure_again, sweep_module.trace_case
+
+    def again(case, *args, **kwargs):
+        events.append(("time", case.case_id))
+        return real_round(case, *args, **kwargs)
+
+    def trace(case, *args, **kwargs):
+        events.append(("trace", case.case_id))
+        return real_trace(case, *args, **kwargs)
+
+    monkeypatch.setattr(rounds_module, "measure_again", again)
+    monkeypatch.setattr(sweep_module, "trace_case", trace)
+    suite = tiny_suite(tmp_path, names=("rpattention", "agent"), tokens="16, 64")
+    suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))
+    out = tmp_path / "run"
+    assert invoke("sweep", str(suite), "--out", str(out), "--no-report", "--profile").exit_code == 0
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["time"] * 4 + ["trace"] * 4, kinds
+    frame = rpbench.load(out)
+    assert (frame["trace"] == "traces/" + frame["case_id"] + ".json.gz").all()
+
+
+def test_the_trace_of_dense_forces_the_backend_its_row_measured(tmp_path, monkeypatch):
+    """No second probe for the trace: it could pick another backend than the timed one."""
+    from rpbench.bench import workload
+
+    suite = tiny_suite(tmp_path, names=("dense",), tokens="64")
+    out = tmp_path / "run"
+    assert invoke("sweep", str(suite), "--out", str(out), "--no-report").exit_code == 0
+    measured = rpbench.load(out).iloc[0]
+    assert measured["sdpa_backend"] in ("flash", "math")
+
+    def no_probe(*_args):
+        raise AssertionError("the trace probed the SDPA backends again")
+
+    built = []
+    real_build = profiling.build_as_measured
+    monkeypatch.setattr(workload, "choose_fastest_sdpa", no_probe)
+    monkeypatch.setattr(profiling, "build_as_measured",
+                        lambda case, backend=None: built.append(backend) or real_build(case, backend))
+    from rpbench.bench.sweep import trace_measured
+    from rpbench.results.store import RunWriter
+    from rpbench.suites import load_suite
+
+    traced = trace_measured(load_suite(suite).cases, RunWriter(out))
+    row = rpbench.load(out).iloc[0]
+    assert traced == 1 and built == [measured["sdpa_backend"]] and row["trace"].startswith("traces/")
+
+
+def test_a_resume_traces_the_rows_a_killed_run_left_untraced(tmp_path):
+    suite = tiny_suite(tmp_path, names=("rpattention", "agent"), tokens="16")
+    out = tmp_path / "run"
+    assert invoke("sweep", str(suite), "--out", str(out), "--no-report").exit_code == 0  # timed, never traced
+    before = rpbench.load(out)
+    assert before["trace"].isna().all()
+    result = invoke("sweep", "--resume", str(out), "--no-report", "--profile")
+    assert result.exit_code == 0, result.output
+    after = rpbench.load(out)
+    assert after["trace"].notna().all()
+    kept = [c for c in before.columns if c != "trace"]
+    pd.testing.assert_frame_equal(before[kept], after[kept])  # every measured value stays as written
+
+
+def test_no_device_time_is_said_never_shown_as_zero(tmp_path):
+    """On CUDA with CUPTI blocked the profiler sees no kernels: the summary says so and shows CPU times."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(key, device=DeviceType.CPU, annotation=False, cpu=1000.0):
+        return SimpleNamespace(key=key, device_type=device, is_user_annotation=annotation, count=1,
+                               self_cpu_time_total=cpu, cpu_time_total=cpu, device_time_total=0.0,
+                               self_device_time_total=0.0)
+
+    averages = [event(profiling.CALL_LABEL, annotation=True, cpu=5000.0), event("qkv", annotation=True),
+                event("aten::mm"), event("aten::softmax", cpu=400.0)]
+    prof = SimpleNamespace(key_averages=lambda: averages,
+                           profiler=SimpleNamespace(kineto_results=SimpleNamespace(events=lambda: [])))
+    summary = profiling._summarize(prof, "cuda", 1, tmp_path / "t.json.gz", None)
+    assert summary.call_device_ms is None and all(phase.device_ms is None for phase in summary.phases)
+    assert profiling.NO_DEVICE_TIME in summary.notes and summary.ops_kind == "aten op"
+    assert [op.name for op in summary.top_ops] == ["aten::mm", "aten::softmax"]
+
+
+def test_cuda_profiling_asks_kineto_to_detach_cupti(monkeypatch):
+    monkeypatch.delenv(profiling.TEARDOWN_ENV, raising=False)
+    monkeypatch.setattr(profiling, "_cuda_version", lambda: (12, 8))
+    assert profiling.cupti_notes("cuda")  # not set yet: profiling now would leave CUPTI attached
+    profiling.release_cupti_after("cpu")
+    assert profiling.TEARDOWN_ENV not in os.environ  # CPU profiles never touch CUPTI
+    profiling.release_cupti_after("cuda")
+    assert os.environ[profiling.TEARDOWN_ENV] == "1" and profiling.cupti_notes("cuda") == ()
+    monkeypatch.setenv(profiling.TEARDOWN_ENV, "0")  # the user's own choice is kept, and noted
+    profiling.release_cupti_after("cuda")
+    assert os.environ[profiling.TEARDOWN_ENV] == "0" and "stays attached" in profiling.cupti_notes("cuda")[0]

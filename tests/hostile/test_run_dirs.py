@@ -331,3 +331,13 @@ def test_resume_of_a_run_whose_header_predates_a_column_migrates_once(tmp_path):
     frame = rpbench.load(run_dir)
     assert len(frame) == 4 and frame["timing"].notna().sum() == 1 and time.time() - started < 120
     assert csvfile.header(run_dir / "results.csv")[-1] == "timing"
+
+
+def test_resume_refuses_rows_measured_on_another_model(done, monkeypatch):
+    """A resume on a machine with another CPU (or GPU) model would put two models into one run's curves."""
+    _drop_last_row(done)
+    monkeypatch.setattr("rpbench.bench.runner.device_name", lambda device: "Another CPU 9000")
+    before = files(done)
+    line = one_line_error(run("sweep", "--resume", done))
+    assert "cpu rows were measured on" in line and "this machine runs Another CPU 9000" in line
+    assert files(done) == before

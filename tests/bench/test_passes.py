@@ -1,0 +1,86 @@
+"""The passes around the timed loop: the SDPA backend set once, no profiler before timing, the energy window."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import attentions.dense as dense_module
+from rpbench import backbones
+from rpbench.bench import probes, runner
+from rpbench.bench.workload import make_workload, pinned_sdpa
+from rpbench.core.case import CaseFlags, Timing
+from rpbench.suites import case_from_flags
+
+
+def dense_case(backend: str, compile_mode: str = "none"):
+    case = case_from_flags(CaseFlags(attention="dense", grid="8x8", dim=32, heads=4, device="cpu",
+                                     knobs=[f"backend={backend}"]))
+    return replace(case, compile=compile_mode)
+
+
+def test_a_forced_backend_is_set_once_around_the_timed_loop_not_per_call(monkeypatch):
+    entered = []
+    real = dense_module.sdpa_kernel
+    monkeypatch.setattr(dense_module, "sdpa_kernel", lambda backends: entered.append(backends) or real(backends))
+    case = dense_case("math")
+    work = make_workload(case)
+    taken = runner.timed_round(case, Timing(warmup_ms=1, repeat=20, rounds=1), work)
+    assert len(taken.samples) == 20 and entered == []  # the module's call is plain inside the pinned pass
+    assert work.module.sdpa_backend == "math"  # and the module is as it was after it
+    with pinned_sdpa(case, work):
+        kernels = probes.sdpa_kernels_that_ran(work.probe_step, work.reset)
+    assert kernels == ["math"]  # the outer context really picks the kernel
+
+
+def test_auto_and_compiled_modules_are_left_as_they_are():
+    for case in (dense_case("auto"), dense_case("math", compile_mode="default")):
+        work = make_workload(case)
+        before = work.module.sdpa_backend
+        with pinned_sdpa(case, work):
+            assert work.module.sdpa_backend == before
+
+
+def test_the_attention_share_starts_no_profiler(monkeypatch):
+    def no_profiler(*_args, **_kwargs):
+        raise AssertionError("a profiler session started before the timed passes")
+
+    monkeypatch.setattr(probes, "profile", no_profiler)
+    torch.manual_seed(0)
+    model = backbones.build("deit-t", 64, backbones.parse_layout("deit-t", "dense", None, {}))
+    share = probes.attention_share(model, torch.randn(1, 3, 64, 64), "cpu")
+    assert 0.0 < share < 1.0
+
+
+def test_the_energy_window_lasts_at_least_a_second_of_calls(monkeypatch):
+    """However the timed median was taken (a CUDA graph replays faster than eager calls), the energy loop runs
+    on wall time until the window is long enough, and divides by the calls it really made."""
+    calls = []
+
+    class Meter:
+        MIN_WINDOW_S = 1.0
+        supported = True
+
+        def __init__(self, _gpu):
+            pass
+
+        def start(self):
+            pass
+
+        def stop(self):
+            return 7.0
+
+    class Work:
+        def reset(self):
+            pass
+
+        def step(self):
+            calls.append(1)
+
+    monkeypatch.setattr(runner.telemetry, "EnergyMeter", Meter)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    clock = iter(i * 0.01 for i in range(10**6))  # every perf_counter read advances 10 ms
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    joules, window_s = runner._energy_per_call(0, Work(), Timing(energy_s=0.2))
+    assert window_s >= 1.0 and joules == pytest.approx(7.0 / len(calls))

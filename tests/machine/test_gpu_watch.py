@@ -7,20 +7,11 @@ import threading
 import time
 from types import SimpleNamespace
 
-import pytest
 
 from rpbench.machine import telemetry
 from rpbench.machine.gpu_watch import GpuWatch
 
 from fake_nvml import fake_pynvml
-
-
-@pytest.fixture(autouse=True)
-def fresh_state(monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    telemetry.reset()
-    yield
-    telemetry.reset()
 
 
 def install(monkeypatch, module) -> None:

@@ -12,14 +12,6 @@ from rpbench.machine import telemetry
 from fake_nvml import GPUS, FakeNVMLError, _raises, fake_pynvml  # noqa: F401
 
 
-@pytest.fixture(autouse=True)
-def fresh_state(monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    telemetry.reset()
-    yield
-    telemetry.reset()
-
-
 @pytest.fixture
 def install(monkeypatch):
     def put(module):

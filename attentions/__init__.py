@@ -6,22 +6,25 @@
     y = m(x)                      # (B, H*W, C) -> (B, H*W, C)
     attentions.spec("rpattention").flops(batch=1, grid=(64, 64), dim=384, num_heads=6, m=64)
 
+Your own mechanism joins the same registry (see `register` and `_plugins`): decorate it with
+`@attentions.register("name", knobs=..., flops=..., check=...)`, name it as `pkg.module:Factory` or
+`path/to/file.py:Factory`, or install a package with an `rpbench.attentions` entry point.
+
 Nothing here knows about the rpbench harness.
 """
 from __future__ import annotations
 
 import importlib
 
+from ._lookup import available, build, spec
 from ._registry import (
     FLOP_CONVENTION,
     AttentionSpec,
     Knob,
     UnsupportedConfig,
-    available,
-    build,
     register,
-    spec,
 )
+from ._plugins import ENTRY_POINT_GROUP, is_reference, plugin_failures
 from .flop_count import count_flops
 
 # One module per mechanism; each registers its AttentionSpec when imported.
@@ -43,6 +46,7 @@ for _module in _MECHANISM_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "FLOP_CONVENTION",
     "AttentionSpec",
     "Knob",
@@ -50,6 +54,8 @@ __all__ = [
     "available",
     "build",
     "count_flops",
+    "is_reference",
+    "plugin_failures",
     "register",
     "spec",
 ]

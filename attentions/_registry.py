@@ -63,17 +63,22 @@ class AttentionSpec:
     complexity: str  # e.g. "O(N²·C)"
     scaling: str  # "quadratic" | "linear"
     factory: Callable[..., nn.Module]
-    flops_fn: Callable[..., dict[str, int]]
+    flops_fn: Callable[..., dict[str, int]] | None  # None: no formula; the harness counts FLOPs and says so
     knobs: Mapping[str, Knob] = field(default_factory=dict)
     check_fn: Callable[..., str | None] | None = None
     state_dict_compat: str = ""
     # (grid, **knobs) -> the knobs the module actually runs with, where it fits them to the grid (a window clamped
     # to the map). None: it runs the knobs as given.
     effective_fn: Callable[..., dict[str, Any]] | None = None
+    origin: str = "built-in"  # where it came from: "built-in", or the module / file / entry point of a plugin
+    # A plain factory given by reference declares no knobs: it takes any `key=value` as given.
+    open_knobs: bool = False
 
     # -- knobs -------------------------------------------------------------------------
     def resolve(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
         """Fill defaults and validate names, types and choices; raises UnsupportedConfig."""
+        if self.open_knobs:
+            return dict(knobs)
         unknown = sorted(set(knobs) - set(self.knobs))
         if unknown:
             valid = ", ".join(sorted(self.knobs)) or "none"
@@ -131,15 +136,19 @@ class AttentionSpec:
         return {**resolved, **self.effective_fn(grid=tuple(grid), **resolved)}
 
     # -- cost --------------------------------------------------------------------------
-    def flops(self, batch: int, grid: Grid, dim: int, num_heads: int, **knobs: Any) -> dict[str, int]:
-        """Analytic forward FLOPs: {"core", "proj", "total"}; see FLOP_CONVENTION."""
+    def flops(self, batch: int, grid: Grid, dim: int, num_heads: int, **knobs: Any) -> dict[str, int] | None:
+        """Analytic forward FLOPs: {"core", "proj", "total"} (see FLOP_CONVENTION); None without a formula."""
         reason = self.check(grid, dim, num_heads, **knobs)
         if reason:
             raise UnsupportedConfig(reason)
+        if self.flops_fn is None:
+            return None
         parts = self.flops_fn(
             batch=batch, grid=tuple(grid), dim=dim, num_heads=num_heads, **self.resolve(knobs)
         )
-        core, proj = int(parts["core"]), int(parts["proj"])
+        if isinstance(parts, (int, float)):  # a plugin's formula may give one number
+            parts = {"core": parts, "proj": 0}
+        core, proj = int(parts["core"]), int(parts.get("proj", 0))
         return {"core": core, "proj": proj, "total": core + proj}
 
     # -- construction ------------------------------------------------------------------
@@ -153,16 +162,60 @@ class AttentionSpec:
 _REGISTRY: dict[str, AttentionSpec] = {}
 
 
-def register(spec: AttentionSpec) -> AttentionSpec:
+def register(
+    spec_or_name: AttentionSpec | str,
+    *,
+    knobs: Mapping[str, Knob] | None = None,
+    flops: Callable[..., Any] | None = None,
+    check: Callable[..., str | None] | None = None,
+    summary: str | None = None,
+    paper: str = "",
+    complexity: str = "?",
+    scaling: str = "unknown",
+) -> Any:
+    """Add a mechanism to the registry. Two forms:
+
+        register(AttentionSpec(...))            # the built-in mechanisms: returns the spec
+
+        @attentions.register("my-attn", knobs={"r": Knob(4, "reduction ratio", low=1)},
+                             flops=my_flops, check=my_check)
+        class MyAttention(nn.Module):           # the decorator: returns the class unchanged
+            def __init__(self, dim, num_heads, grid, r=4): ...
+            def forward(self, x): ...           # (B, N, C) -> (B, N, C), N = grid[0] * grid[1]
+
+    `knobs`: name -> Knob (default, doc, choices or bounds), validated before every build. `flops(batch, grid,
+    dim, num_heads, **knobs)` returns {"core": ..., "proj": ...} or one number of forward FLOPs (1 multiply-add
+    = 2 FLOPs); without it the harness uses the counted FLOPs and says so. `check(grid, dim, num_heads, **knobs)`
+    returns None or a one-line reason the configuration cannot run. The origin (the class's module) is recorded
+    and shown by `rpbench list`. A name registered twice raises ValueError.
+    """
+    if isinstance(spec_or_name, AttentionSpec):
+        return _add(spec_or_name)
+    name = spec_or_name
+
+    def decorate(factory: Any) -> Any:
+        doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+        _add(AttentionSpec(name=name, summary=summary or (doc[0] if doc else name), paper=paper,
+                           complexity=complexity, scaling=scaling, factory=factory, flops_fn=flops,
+                           knobs=dict(knobs or {}), check_fn=check, origin=getattr(factory, "__module__", "?")))
+        return factory
+
+    return decorate
+
+
+def _add(spec: AttentionSpec) -> AttentionSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"attention {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def available() -> list[str]:
-    """Registry names, sorted."""
-    return sorted(_REGISTRY)
+def registered(name: str) -> AttentionSpec | None:
+    return _REGISTRY.get(name)
+
+
+def specs_with_factory(factory: Any) -> list[AttentionSpec]:
+    return [spec for spec in _REGISTRY.values() if spec.factory is factory]
 
 
 def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
@@ -173,12 +226,3 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
         close = difflib.get_close_matches(name, table, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnsupportedConfig(f"unknown {kind} {name!r}{hint}; available: {', '.join(sorted(table))}") from None
-
-
-def spec(name: str) -> AttentionSpec:
-    return lookup(_REGISTRY, name, "attention")
-
-
-def build(name: str, dim: int, num_heads: int, grid: Grid, **knobs: Any) -> nn.Module:
-    """Build mechanism `name` for a fixed (H, W) token grid: (B, H·W, C) -> (B, H·W, C)."""
-    return spec(name).build(dim=dim, num_heads=num_heads, grid=grid, **knobs)

@@ -23,9 +23,10 @@ from ..machine.gpu_watch import GpuWatch
 from ..machine.interference import LoadMonitor
 from ..machine.environment import cpu_model
 from ..core.schema import ERROR_TOLERANCE
+from .notes import capped, flop_note, knobs_as_run
 from .accuracy import REFERENCE_DTYPES, relative_error
 from .probes import peak_memory, sdpa_kernels_that_ran
-from .timing import CUDA_GRAPH, MAX_TIMED_S, TIMER_NAMES, launch_costs, synchronize, timed_samples
+from .timing import CUDA_GRAPH, TIMER_NAMES, launch_costs, synchronize, timed_samples
 from .workload import Workload, apply_fastest_sdpa, make_workload, pinned_sdpa
 
 NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
@@ -108,10 +109,16 @@ def _params(work: Workload) -> int:
     return sum(p.numel() for p in work.module.parameters())
 
 
-def _check_finite(work: Workload) -> None:
+def _check_output(case: Case, work: Workload) -> None:
+    """The output is a tensor of the shape the case promises ((B, N, C) for a layer), with no NaN or Inf."""
     work.reset()
     with torch.inference_mode():
         out = work.forward()
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{case.attention} returned {type(out).__name__}, not a tensor")
+    if case.scope == "layer" and tuple(out.shape) != (case.batch, case.tokens, case.dim):
+        raise ValueError(f"{case.attention} maps (B, N, C) = {(case.batch, case.tokens, case.dim)} to "
+                         f"{tuple(out.shape)}; a mechanism must return (B, N, C)")
     if not torch.isfinite(out).all():
         raise NonFiniteOutput("output contains NaN or Inf")
 
@@ -122,18 +129,19 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     gpu = torch.cuda.current_device() if case.device == "cuda" else None
     start = _reading(gpu) if gpu is not None else None
 
-    _check_finite(work)
+    _check_output(case, work)
     backend_note = apply_fastest_sdpa(case, work)
     forced = getattr(work.module, "sdpa_backend", None) if backend_note else None
     compiled = compile_first(work, case.device) if case.compile != "none" else {}
     rel_err, accuracy_note = _accuracy(case, work)
-    notes = [accuracy_note, _knobs_as_run(case), backend_note]
+    notes = [accuracy_note, knobs_as_run(case), backend_note]
     flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step()))
+    notes.append(flop_note(case, work.flops_analytic, flops_counted))
     with pinned_sdpa(case, work):
         kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)
     first = timed_round(case, timing, work)
     samples = first.samples
-    notes += [first.note, _capped(timing, len(samples))]
+    notes += [first.note, capped(timing, len(samples))]
     where = {**where, "timer": first.timer}
     with pinned_sdpa(case, work):
         launch = dict(zip(("host_ms", "launch_ms"), launch_costs(work.step, work.reset))) if gpu is not None else {}
@@ -231,28 +239,6 @@ def _accuracy(case: Case, work: Workload) -> tuple[float | None, str | None]:
 
 def _too_far(case: Case, error: float | None) -> bool:
     return error is not None and error > ERROR_TOLERANCE[case.dtype]
-
-
-def _knobs_as_run(case: Case) -> str | None:
-    """A note when the mechanism runs other knob values than the case asks for (a window clamped to the grid)."""
-    if case.scope != "layer":
-        return None
-    asked = case.knob_dict
-    ran = attentions.spec(case.attention).effective((case.height, case.width), **asked)
-    changed = [key for key in sorted(ran) if ran[key] != asked.get(key)]
-    if not changed:
-        return None
-    return ("ran " + ", ".join(f"{key}={ran[key]!r}" for key in changed) + " (asked "
-            + ", ".join(f"{key}={asked.get(key)!r}" for key in changed) + f"; fitted to the {case.height}x"
-            f"{case.width} grid)")
-
-
-def _capped(timing: Timing, taken: int) -> str | None:
-    """A note when the sampling budget cut the samples below what the settings asked for."""
-    wanted = timing.repeat if timing.repeat is not None else timing.min_samples
-    if taken >= wanted:
-        return None
-    return f"{taken} samples instead of {wanted}: sampling stops after {MAX_TIMED_S:g} s per case"
 
 
 def _reading(gpu: int) -> GpuReading:

@@ -99,7 +99,10 @@ def build_workload(
                                            "bfloat16; with float32 it is the same as cast")
     stored = torch.float32 if amp else dtype  # parameters and inputs
     torch.manual_seed(case.seed)
-    module = build().to(device=case.device, dtype=stored)
+    module = build()
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{case.attention}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+    module = module.to(device=case.device, dtype=stored)
     gen = torch.Generator(device="cpu").manual_seed(case.seed + 1)
     inputs = torch.randn(input_shape, generator=gen).to(device=case.device, dtype=stored)
     grad_out = torch.randn(output_shape, generator=gen).to(device=case.device, dtype=dtype)
@@ -143,7 +146,8 @@ def make_layer_workload(case: Case) -> Workload:
     """The attention layer of `case`, with its analytic FLOPs."""
     spec = attentions.spec(case.attention)
     grid = (case.height, case.width)
-    flops = spec.flops(batch=case.batch, grid=grid, dim=case.dim, num_heads=case.heads, **case.knob_dict)["total"]
+    parts = spec.flops(batch=case.batch, grid=grid, dim=case.dim, num_heads=case.heads, **case.knob_dict)
+    flops = None if parts is None else parts["total"]  # a plugin without a formula: the counted FLOPs stand alone
     # Backward of a matmul costs two forward matmuls (input and weight gradients): fwd+bwd ≈ 3 × forward.
     shape = (case.batch, case.tokens, case.dim)
     return build_workload(
@@ -151,7 +155,7 @@ def make_layer_workload(case: Case) -> Workload:
         lambda: spec.build(dim=case.dim, num_heads=case.heads, grid=grid, **case.knob_dict),
         shape,
         shape,
-        flops_analytic=flops if case.mode == "fwd" else 3 * flops,
+        flops_analytic=None if flops is None else flops if case.mode == "fwd" else 3 * flops,
     )
 
 

@@ -1,13 +1,16 @@
 """Commands that list what can be measured: `rpbench list` and `rpbench suites`."""
 from __future__ import annotations
 
-from .app import command, console
+from rich.text import Text
+
+from .app import command, console, err_console
 
 
 @command("list")
 def list_mechanisms() -> None:
-    """The attention mechanisms (paper, cost, knobs with defaults and what they do, state-dict compatibility)
-    and the backbones."""
+    """The attention mechanisms (origin, paper, cost, knobs with defaults and what they do, state-dict
+    compatibility), installed plugins among them, and the backbones. A plugin that cannot be loaded is one line
+    naming it and the reason."""
     import attentions
 
     from .. import backbones
@@ -17,6 +20,8 @@ def list_mechanisms() -> None:
     console.print(mechanisms_table(specs, attentions.FLOP_CONVENTION))
     console.print(knobs_table(specs))
     console.print(backbones_table([backbones.spec(name) for name in backbones.available()]))
+    for plugin, reason in attentions.plugin_failures().items():
+        err_console.print(Text(f"warning: plugin {plugin} failed to load: {reason}", style="yellow"), soft_wrap=True)
 
 
 @command()

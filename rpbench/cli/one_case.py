@@ -139,6 +139,6 @@ def profile_command(
     console.print(ops_table(summary))
     console.print(memory_line(summary))
     for note in summary.notes:
-        err_console.print(Text(f"note: {note}", style="yellow"))
+        err_console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
     for line in how_to_open(summary):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

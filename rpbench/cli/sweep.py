@@ -99,6 +99,8 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     rounds = loaded.timing.rounds
     console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} round{'s' * (rounds != 1)} "
                                 f"-> {run_dir}"))
+    for line in loaded.warnings:
+        err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
     busy = _busy_machine_warning(cases)
     if busy:
         err_console.print(Text(f"warning: {busy}", style="yellow"))

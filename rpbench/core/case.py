@@ -211,3 +211,4 @@ class Suite:
     text: str
     timing: Timing
     cases: list[Case] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line per [[attention]] plugin left out (cannot load)

@@ -14,8 +14,11 @@ LAYER_AXES = {"tokens", "resolution", "patch", "m", "batch", "dim", "heads", "dt
               "precision", "channels_last"}
 
 
-def attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[str, Any]]]:
-    """(registry name, label, knobs) per [[attention]] table, each validated against the registry."""
+def attention_entries(path: Path, entries: Any,
+                      warnings: list[str] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(registry name, label, knobs) per [[attention]] table, each validated against the registry. A plugin (a
+    `pkg.module:Factory` reference, or an installed plugin's name) that cannot be loaded is left out with one
+    line in `warnings`, so the other mechanisms still run; any other unknown name is an error."""
     if not isinstance(entries, list) or not entries:
         raise suite_error(path, "attention", "give at least one [[attention]] table with a name")
     parsed, labels = [], set()
@@ -24,8 +27,15 @@ def attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[str
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise suite_error(path, key, "each [[attention]] needs name = \"<mechanism>\"")
         name = entry["name"]
-        if name not in attentions.available():
-            raise suite_error(path, f"{key}.name", f"unknown mechanism {name!r}; available: {', '.join(attentions.available())}")
+        failed = _failed_plugin(name)  # a reference is imported here, on first use
+        if failed is not None or name not in attentions.available():
+            if failed is None:
+                raise suite_error(path, f"{key}.name",
+                                  f"unknown mechanism {name!r}; available: {', '.join(attentions.available())}")
+            if warnings is None:
+                raise suite_error(path, f"{key}.name", failed)
+            warnings.append(f"{failed}; its cases are left out")
+            continue
         label = entry.get("label", name)
         problem = text_problem(label, "label")
         if problem:
@@ -40,6 +50,18 @@ def attention_entries(path: Path, entries: Any) -> list[tuple[str, str, dict[str
             raise suite_error(path, key, str(err)) from None
         parsed.append((name, label, knobs))
     return parsed
+
+
+def _failed_plugin(name: str) -> str | None:
+    """Why plugin `name` cannot be used (one line), or None when `name` is no plugin at all."""
+    failures = attentions.plugin_failures()
+    if not attentions.is_reference(name) and not any(label.startswith(f"{name} (") for label in failures):
+        return None
+    try:
+        attentions.spec(name)
+    except attentions.UnsupportedConfig as err:
+        return str(err)
+    return None
 
 
 def _layer_sizes(path: Path, axes: dict[str, Any]) -> list[tuple[int, int, int | None, int | None]]:
@@ -65,9 +87,13 @@ def _layer_sizes(path: Path, axes: dict[str, Any]) -> list[tuple[int, int, int |
     return sizes
 
 
-def expand_layer(path: Path, axes: dict[str, Any], entries: Any, device_override: str | None = None) -> list[Case]:
-    """Every layer case of the suite, in mechanism-major order, duplicates removed."""
-    mechanisms = attention_entries(path, entries)
+def expand_layer(path: Path, axes: dict[str, Any], entries: Any, device_override: str | None = None,
+                 warnings: list[str] | None = None) -> list[Case]:
+    """Every layer case of the suite, in mechanism-major order, duplicates removed (plugins that cannot be loaded
+    left out, each with a line in `warnings`)."""
+    mechanisms = attention_entries(path, entries, warnings)
+    if not mechanisms:
+        raise suite_error(path, "attention", "no [[attention]] could be loaded: " + "; ".join(warnings or []))
     unknown = sorted(set(axes) - LAYER_AXES)
     if unknown:
         raise suite_error(path, f"axes.{unknown[0]}", f"unknown axis; allowed: {', '.join(sorted(LAYER_AXES))}")

@@ -99,13 +99,14 @@ def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
     if not isinstance(axes, dict):
         raise suite_error(path, "axes", "missing [axes] table")
     timing = _timing(path, data.get("measure", {}))
+    warnings: list[str] = []
     if scope == "layer":
         if "layout" in data:
             raise suite_error(path, "layout", "only valid with scope = \"backbone\"")
-        cases = expand_layer(path, axes, data.get("attention"), device_override)
+        cases = expand_layer(path, axes, data.get("attention"), device_override, warnings)
     else:
         cases = expand_backbone(path, axes, data.get("layout"), device_override)
     cases = [replace(case, compile=compile_mode, precision=precision, channels_last=channels_last)
              for case in cases for compile_mode, precision, channels_last in execution_axes(path, axes, scope)]
     return Suite(name=name, description=description, scope=scope, path=path, text=text, timing=timing,
-                 cases=cases)
+                 cases=cases, warnings=warnings)

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import rpbench
-from rpbench.bench.runner import _capped, is_out_of_memory
+from rpbench.bench.notes import capped as _capped
+from rpbench.bench.runner import is_out_of_memory
 from rpbench.bench.timing import MAX_TIMED_S, _sample_count
 from rpbench.cli import app
 from rpbench.cli.sweep import default_run_dir

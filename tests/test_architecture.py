@@ -1,6 +1,6 @@
 """The layout is the data flow: every import of rpbench and attentions, read with ast, must run one way.
 
-suite file -> cases (suites) -> runner (bench) -> Measurement -> store (results) -> analysis -> views, with core
+suite file -> cases (suites) -> runner (measure) -> Measurement -> store (results) -> analysis -> views, with core
 under everything and cli on top. The checker reads source files (nothing is imported), so it also runs on a copy
 of the tree with a planted violation, which it must catch.
 """
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rpbench", "attentions")
 
 # What each room may import besides itself. `attentions` counts as a room; rpbench's root package and cli may
-# import anything. machine may use bench's timers and probes only (doctor times its ceilings with the sweep's own
+# import anything. machine may use measure's timers and probes only (doctor times its ceilings with the sweep's own
 # timer); those two modules import nothing from machine, which the cycle check enforces.
 ALLOWED = {
     "core": set(),
@@ -25,8 +25,9 @@ ALLOWED = {
     "views": {"core", "results", "analysis"},
     "backbones": {"core", "attentions"},
     "suites": {"core", "backbones", "attentions"},
-    "machine": {"core", "attentions", "bench.timing", "bench.probes"},
-    "bench": {"core", "backbones", "suites", "machine", "results", "attentions"},
+    "machine": {"core", "attentions", "measure.timing", "measure.probes"},
+    "measure": {"core", "backbones", "suites", "machine", "results", "attentions"},
+    "api": {"core", "suites", "measure", "results"},  # Python's way in, beside cli: suite -> sweep -> the table
 }
 TORCH_FREE = ("core", "results", "analysis", "views")
 MAX_LINES = 300
@@ -170,10 +171,10 @@ def test_a_function_local_cycle_is_caught(tmp_path):
 @pytest.mark.parametrize("relative, line, words", [
     ("rpbench/views/format.py", "import torch", "views/ must not import torch"),
     ("rpbench/core/case.py", "from torch import nn", "core/ must not import torch"),
-    ("rpbench/views/html.py", "from ..bench import runner", "views/ may import only"),
+    ("rpbench/views/html.py", "from ..measure import runner", "views/ may import only"),
     ("rpbench/analysis/table.py", "import attentions", "analysis/ may import only"),
     ("attentions/dense.py", "import rpbench", "attentions must not know the harness"),
-    ("rpbench/suites/layer.py", "from ..bench.runner import run_case", "suites/ may import only"),
+    ("rpbench/suites/layer.py", "from ..measure.runner import run_case", "suites/ may import only"),
 ])
 def test_a_planted_violation_is_caught(tmp_path, relative, line, words):
     problems = violations(_planted(tmp_path, relative, line))

@@ -1,7 +1,7 @@
 """Model-level costs that need no timing: parameters and counted MACs.
 
 (The measured share of time spent in attention is a profiler pass, so it lives with the other passes in
-`rpbench.bench.probes`.)
+`rpbench.measure.probes`.)
 """
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
     """Measure one case and print its row (flags included: disturbed, unstable, noisy, inaccurate)."""
-    from ..bench.rounds import measure_in_rounds
+    from ..measure.rounds import measure_in_rounds
     from ..views.terminal import row_table
 
     timing = Timing(warmup_ms=warmup_ms, repeat_ms=repeat_ms, rounds=rounds, retries=retries, timer=plain(timer))
@@ -76,8 +76,8 @@ def run(
 
 
 def _max_batch(case: Case, timing: Timing, limit: int, as_json: bool) -> None:
-    from ..bench.max_batch import search_max_batch
-    from ..bench.runner import run_case
+    from ..measure.max_batch import search_max_batch
+    from ..measure.runner import run_case
     from ..views.terminal import max_batch_table
 
     if case.device != "cuda":
@@ -110,7 +110,7 @@ def profile_command(
     """Profile one case: TensorBoard run + gzipped Chrome/Perfetto trace, time per phase label, top ops, peak memory."""
     import attentions
 
-    from ..bench.profile import build_as_measured, profile_workload
+    from ..measure.profile import build_as_measured, profile_workload
     from ..views.profile import how_to_open, memory_line, ops_table, phase_table
 
     from ..results.store import make_dir

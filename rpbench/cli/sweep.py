@@ -77,18 +77,18 @@ def sweep(
     recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
     recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
     recorded += [f"--timer={plain(timer)}"] * bool(timer)
-    from ..bench.runner import device_name
+    from ..measure.runner import device_names
 
-    names = tuple((kind, device_name(kind)) for kind in sorted({case.device for case in cases}))
     record = resume_rules.RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(),
-                                    filter=filter_, device=device, command=shlex.join(recorded), device_names=names)
+                                    filter=filter_, device=device, command=shlex.join(recorded),
+                                    device_names=device_names(cases))
     _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report)
 
 
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
                          report: bool) -> None:
     from ..analysis import flag_summary, prepare
-    from ..bench.sweep import run_sweep
+    from ..measure.sweep import run_sweep
     from ..results import store
     from ..views.terminal import latency_grid
 

@@ -1,6 +1,6 @@
 """What the two diagnostic commands produce, as plain data the views render: `doctor`'s checks and a profile.
 
-The machine room (`rpbench.machine.doctor`) and the bench room (`rpbench.bench.profile`) fill these in; the views
+The machine room (`rpbench.machine.doctor`) and the bench room (`rpbench.measure.profile`) fill these in; the views
 (`rpbench.views.machine`, `rpbench.views.profile`) read only these types, never the code that measured them.
 """
 from __future__ import annotations

@@ -123,7 +123,7 @@ class Round:
     load: Load | None = None
     retry: bool = False
     started_at: str | None = None
-    timer: str = ""  # the timer that took the samples (see bench.timing)
+    timer: str = ""  # the timer that took the samples (see measure.timing)
     note: str | None = None  # why it was timed otherwise than asked (a CUDA graph that could not be captured)
     gpu: ClockWindow | None = None  # what NVML saw of the GPU during the window (CUDA only)
 
@@ -184,7 +184,7 @@ class Measurement:
     rounds: tuple[Round, ...] = ()
     # The SDPA backend rpbench forced on the module (dense with backend=auto); later rounds force the same one.
     forced_backend: str | None = None
-    # ‖y − y_ref‖ / ‖y_ref‖ against a higher-precision run of the same module and inputs (bench.accuracy).
+    # ‖y − y_ref‖ / ‖y_ref‖ against a higher-precision run of the same module and inputs (measure.accuracy).
     rel_err: float | None = None
     # compile_s, graphs, graph_breaks, recompiles of a compiled case (empty when eager).
     compiled: Mapping[str, float] = field(default_factory=dict)

@@ -1,6 +1,6 @@
 """How one case is timed: a suite's `[measure]` table as `Timing`, with the type and range of every setting.
 
-Torch-free data, like everything in `core`; `rpbench.bench.timing` holds the timers that read it.
+Torch-free data, like everything in `core`; `rpbench.measure.timing` holds the timers that read it.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..bench.timing import time_step
+from ..measure.timing import time_step
 from ..core.case import Timing
 from ..core.measurement import summarize
 from . import environment

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..bench.probes import SDPA_CANDIDATES
+from ..measure.probes import SDPA_CANDIDATES
 from ..core.case import DEVICES
 from ..core.diagnostics import Check, DoctorReport
 from . import ceilings, environment

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from ..bench.timing import quick_median_ms
+from ..measure.timing import quick_median_ms
 from ..core.diagnostics import Check
 from . import interference, telemetry
 

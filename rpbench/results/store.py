@@ -90,7 +90,7 @@ class RunWriter:
         return {case_id: [passes[i] for i in sorted(passes)] for case_id, passes in kept.items()}
 
     def earlier_passes(self) -> dict[str, list[Round]]:
-        """Passes of unfinished cases taken before a kill (a resume counts them; see bench.rounds)."""
+        """Passes of unfinished cases taken before a kill (a resume counts them; see measure.rounds)."""
         return self._earlier
 
     def journal_pass(self, case_id: str, index: int, taken: Round) -> None:

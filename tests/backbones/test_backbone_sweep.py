@@ -8,7 +8,7 @@ import pytest
 import rpbench
 from rpbench.core.errors import SuiteError
 from rpbench.suites import load_suite, shipped_suites
-from rpbench.bench.max_batch import search_max_batch
+from rpbench.measure.max_batch import search_max_batch
 from rpbench.core.measurement import Measurement
 
 from cli_helpers import invoke

@@ -5,7 +5,7 @@ import torch
 
 import attentions
 from rpbench import backbones
-from rpbench.bench.probes import attention_share
+from rpbench.measure.probes import attention_share
 
 SMALL_KNOBS = {"m": 4, "window": 2}  # each mechanism takes the ones it has
 # Two resolutions per family, small enough for CPU, chosen so Swin pads (3 -> 4 with window 2).

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import attentions
-from rpbench.bench import probes
-from rpbench.bench.max_batch import search_max_batch
-from rpbench.bench.profile import NO_DEVICE_TIME, TEARDOWN_ENV, profile_workload
-from rpbench.bench.runner import run_case
-from rpbench.bench.timing import l2_flush_buffer, time_step
-from rpbench.bench.workload import make_workload
+from rpbench.measure import probes
+from rpbench.measure.max_batch import search_max_batch
+from rpbench.measure.profile import NO_DEVICE_TIME, TEARDOWN_ENV, profile_workload
+from rpbench.measure.runner import run_case
+from rpbench.measure.timing import l2_flush_buffer, time_step
+from rpbench.measure.workload import make_workload
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.core.diagnostics import Schedule
 from rpbench.core.schema import ERROR_TOLERANCE

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import attentions
-from rpbench.bench.timing import time_graph, time_step
-from rpbench.bench.workload import make_workload
+from rpbench.measure.timing import time_graph, time_step
+from rpbench.measure.workload import make_workload
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
 

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 import rpbench
-from rpbench.bench.notes import capped as _capped
-from rpbench.bench.runner import is_out_of_memory
-from rpbench.bench.timing import MAX_TIMED_S, _sample_count
+from rpbench.measure.notes import capped as _capped
+from rpbench.measure.runner import is_out_of_memory
+from rpbench.measure.timing import MAX_TIMED_S, _sample_count
 from rpbench.cli import app
 from rpbench.cli.sweep import default_run_dir
 from rpbench.core.case import Timing, safe_name

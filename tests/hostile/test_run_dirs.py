@@ -336,7 +336,7 @@ def test_resume_of_a_run_whose_header_predates_a_column_migrates_once(tmp_path):
 def test_resume_refuses_rows_measured_on_another_model(done, monkeypatch):
     """A resume on a machine with another CPU (or GPU) model would put two models into one run's curves."""
     _drop_last_row(done)
-    monkeypatch.setattr("rpbench.bench.runner.device_name", lambda device: "Another CPU 9000")
+    monkeypatch.setattr("rpbench.measure.runner.device_name", lambda device: "Another CPU 9000")
     before = files(done)
     line = one_line_error(run("sweep", "--resume", done))
     assert "cpu rows were measured on" in line and "this machine runs Another CPU 9000" in line

@@ -13,7 +13,7 @@ import pytest
 import attentions
 import rpbench
 from attentions import _plugins, _registry
-from rpbench.bench.runner import run_case
+from rpbench.measure.runner import run_case
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
 
@@ -106,7 +106,7 @@ def test_a_formula_that_disagrees_with_the_count_gets_a_note_on_every_row(tmp_pa
     import rpbench.suites as suites
 
     loaded = suites.load_suite(suite)
-    from rpbench.bench.sweep import run_sweep
+    from rpbench.measure.sweep import run_sweep
     from rpbench.results.resume import RunRecord
 
     run_sweep(loaded, loaded.cases, out, RunRecord(suite=loaded.name, suite_text=loaded.text,

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 import rpbench
-from rpbench.bench import profile as profiling
+from rpbench.measure import profile as profiling
 from rpbench.core.case import CaseFlags
 from rpbench.core.diagnostics import Schedule
 from rpbench.suites import case_from_flags
-from rpbench.bench.workload import make_workload
+from rpbench.measure.workload import make_workload
 
 from cli_helpers import invoke, tiny_suite
 
@@ -173,8 +173,8 @@ def test_tensorboard_plugin_lists_and_opens_the_run(tmp_path):
 def test_sweep_profiles_only_after_every_pass_is_timed(tmp_path, monkeypatch):
     """A profiler session must not run before any timed pass (CUPTI left attached slows what follows): with two
     rounds, every trace comes after the last pass."""
-    from rpbench.bench import rounds as rounds_module
-    from rpbench.bench import sweep as sweep_module
+    from rpbench.measure import rounds as rounds_module
+    from rpbench.measure import sweep as sweep_module
 
     events = []
     real_round, real_trace = rounds_module.measure_again, sweep_module.trace_case
@@ -201,7 +201,7 @@ def test_sweep_profiles_only_after_every_pass_is_timed(tmp_path, monkeypatch):
 
 def test_the_trace_of_dense_forces_the_backend_its_row_measured(tmp_path, monkeypatch):
     """No second probe for the trace: it could pick another backend than the timed one."""
-    from rpbench.bench import workload
+    from rpbench.measure import workload
 
     suite = tiny_suite(tmp_path, names=("dense",), tokens="64")
     out = tmp_path / "run"
@@ -217,7 +217,7 @@ def test_the_trace_of_dense_forces_the_backend_its_row_measured(tmp_path, monkey
     monkeypatch.setattr(workload, "choose_fastest_sdpa", no_probe)
     monkeypatch.setattr(profiling, "build_as_measured",
                         lambda case, backend=None: built.append(backend) or real_build(case, backend))
-    from rpbench.bench.sweep import trace_measured
+    from rpbench.measure.sweep import trace_measured
     from rpbench.results.store import RunWriter
     from rpbench.suites import load_suite
 

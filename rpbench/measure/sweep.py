@@ -95,7 +95,7 @@ def run_sweep(
     profile: bool = False,
     on_trace: Callable[[Case], None] | None = None,
 ) -> SweepOutcome:
-    """Measure every case not already final in run_dir, in rounds (`rpbench.bench.rounds`); each case is flushed
+    """Measure every case not already final in run_dir, in rounds (`rpbench.measure.rounds`); each case is flushed
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
     same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass. With
     `profile`, every timed case is traced once all timing is done (`on_trace(case)` precedes each trace), so no

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import rpbench
-from rpbench.bench import workload as workload_module
-from rpbench.bench.runner import run_case
+from rpbench.measure import workload as workload_module
+from rpbench.measure.runner import run_case
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags, load_suite
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import rpbench
-from rpbench.bench import workload
-from rpbench.bench.timing import time_step
+from rpbench.measure import workload
+from rpbench.measure.timing import time_step
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.core.measurement import summarize
 from rpbench.suites import case_from_flags, load_suite

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import rpbench
-from rpbench.bench import rounds as rounds_module
-from rpbench.bench.rounds import measure_in_rounds, round_order
+from rpbench.measure import rounds as rounds_module
+from rpbench.measure.rounds import measure_in_rounds, round_order
 from rpbench.core.case import Case, Timing
 from rpbench.core.measurement import UNSTABLE_ROUNDS_PCT, Load, Measurement, Round
 from rpbench.results.rows import round_rows, row_of, sample_rows

@@ -40,6 +40,11 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device == "cuda" else cpu_model()
 
 
+def device_names(cases: list[Case]) -> tuple[tuple[str, str], ...]:
+    """(device, model) for every device the cases run on: what a resume of their run must run on again."""
+    return tuple((kind, device_name(kind)) for kind in sorted({case.device for case in cases}))
+
+
 def run_case(case: Case, timing: Timing, suite: str = "") -> Measurement:
     """Measure one case; every failure is a status on the result, never an exception."""
     began = time.perf_counter()

@@ -8,8 +8,8 @@ import torch
 
 import attentions.dense as dense_module
 from rpbench import backbones
-from rpbench.bench import probes, runner
-from rpbench.bench.workload import make_workload, pinned_sdpa
+from rpbench.measure import probes, runner
+from rpbench.measure.workload import make_workload, pinned_sdpa
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
 

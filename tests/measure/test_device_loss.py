@@ -4,7 +4,7 @@ Simulated on the CPU by a cleanup that raises what torch raises then."""
 from __future__ import annotations
 
 import rpbench
-from rpbench.bench import runner
+from rpbench.measure import runner
 from rpbench.results.store import PASSES
 
 from cli_helpers import invoke, tiny_suite

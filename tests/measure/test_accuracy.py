@@ -11,9 +11,9 @@ import attentions
 import rpbench
 from attentions import linear as linear_module
 from rpbench.analysis import analyse_run, compare_runs, get_metric
-from rpbench.bench.accuracy import relative_error
-from rpbench.bench.runner import run_case
-from rpbench.bench.workload import make_workload
+from rpbench.measure.accuracy import relative_error
+from rpbench.measure.runner import run_case
+from rpbench.measure.workload import make_workload
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.core.schema import ERROR_TOLERANCE
 from rpbench.suites import case_from_flags

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rpbench.analysis import flag_summary, prepare
-from rpbench.bench import timing as timing_module
-from rpbench.bench.runner import same_timer
+from rpbench.measure import timing as timing_module
+from rpbench.measure.runner import same_timer
 from rpbench.core.case import Timing
 from rpbench.core.measurement import Measurement
 from rpbench.core.schema import COLUMNS

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._lookup import available, build, spec
+from ._lookup import available, build, builtin, spec
 from ._registry import (
     FLOP_CONVENTION,
     AttentionSpec,
@@ -53,6 +53,7 @@ __all__ = [
     "UnsupportedConfig",
     "available",
     "build",
+    "builtin",
     "count_flops",
     "is_reference",
     "plugin_failures",

@@ -16,6 +16,11 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def builtin() -> list[str]:
+    """The names of the mechanisms shipped in this package, sorted (plugins left out)."""
+    return sorted(name for name, found in _REGISTRY.items() if found.origin == "built-in")
+
+
 def spec(name: str) -> AttentionSpec:
     """The spec of a registered name, or of a plugin reference `pkg.module:Factory` / `path/file.py:Factory`
     (imported on first use); UnsupportedConfig with one line otherwise."""

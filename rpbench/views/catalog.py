@@ -13,15 +13,16 @@ def _texts(*values: Any) -> list[Text]:
 
 
 def mechanisms_table(specs: Iterable[Any], flop_convention: str) -> Table:
-    """One line per attention spec (`attentions.AttentionSpec`): origin (built-in or the plugin's module), paper,
-    cost, knobs with defaults, where its FLOPs come from, compatibility."""
-    table = Table("name", "origin", "paper", "cost in N", "knobs (defaults)", "FLOPs", "state-dict compatible with",
+    """One line per attention spec (`attentions.AttentionSpec`): name (and the plugin it comes from), paper, cost
+    (and "FLOPs counted" when it has no formula), knobs with defaults, compatibility."""
+    table = Table("name", "paper", "cost in N", "knobs (defaults)", "state-dict compatible with",
                   title=Text(f"attention mechanisms (FLOPs: {flop_convention})"))
     for spec in specs:
         knobs = ", ".join(f"{k}={v.default!r}" for k, v in spec.knobs.items())
-        knobs = knobs or ("any key=value (a plain factory)" if spec.open_knobs else "-")
-        table.add_row(*_texts(spec.name, spec.origin, spec.paper or "-", f"{spec.complexity} ({spec.scaling})", knobs,
-                              "formula" if spec.flops_fn is not None else "counted", spec.state_dict_compat or "-"))
+        knobs = knobs or ("any key=value" if spec.open_knobs else "-")
+        name = spec.name if spec.origin == "built-in" else f"{spec.name}\nplugin: {spec.origin}"
+        cost = f"{spec.complexity} ({spec.scaling})" + ("" if spec.flops_fn is not None else "\nFLOPs counted (no formula)")
+        table.add_row(*_texts(name, spec.paper or "-", cost, knobs, spec.state_dict_compat or "-"))
     return table
 
 

@@ -56,7 +56,7 @@ def test_available_and_strides():
     assert [backbones.total_stride(n) for n in ("deit-s", "swin-t", "pvt-t")] == [16, 32, 32]
 
 
-@pytest.mark.parametrize("mechanism", attentions.available())
+@pytest.mark.parametrize("mechanism", attentions.builtin())
 @pytest.mark.parametrize("name", backbones.available())
 def test_every_mechanism_plugs_in_at_two_resolutions(name, mechanism):
     layout = backbones.parse_layout(name, mechanism, None, SMALL_KNOBS)

@@ -89,7 +89,7 @@ def test_dense_auto_is_timed_with_the_fastest_backend_and_says_so():
     assert any(note.startswith("auto backend = fastest probed") for note in measured.notes)
 
 
-@pytest.mark.parametrize("name", attentions.available())
+@pytest.mark.parametrize("name", attentions.builtin())
 def test_counted_flops_equal_the_analytic_ones_on_cuda(name):
     measured = run_case(case(name, dtype="float32"), FAST)
     assert measured.ok, measured.note
@@ -97,7 +97,7 @@ def test_counted_flops_equal_the_analytic_ones_on_cuda(name):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("name", attentions.available())
+@pytest.mark.parametrize("name", attentions.builtin())
 def test_low_precision_forward_of_every_mechanism_is_finite_and_accurate(name, dtype):
     measured = run_case(case(name, dtype=dtype), FAST)
     assert measured.status == "ok", (measured.status, measured.note)

@@ -25,7 +25,7 @@ def _work(name: str, mode: str, tokens: int = 196):
 
 
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
-@pytest.mark.parametrize("name", attentions.available())
+@pytest.mark.parametrize("name", attentions.builtin())
 def test_every_mechanism_captures_and_replays_what_eager_computes(name, mode):
     work = _work(name, mode)
     work.reset()
@@ -47,7 +47,7 @@ def test_every_mechanism_captures_and_replays_what_eager_computes(name, mode):
     assert len(time_graph(work.step, work.reset, "cuda", TIMING)) == 30
 
 
-@pytest.mark.parametrize("name", attentions.available())
+@pytest.mark.parametrize("name", attentions.builtin())
 def test_a_graph_replay_is_no_slower_than_the_eager_call_at_196_tokens(name):
     work = _work(name, "fwd")
     eager = sorted(time_step(work.step, work.reset, "cuda", TIMING))[15]

@@ -36,7 +36,7 @@ def _unscaled(q, k, v, order="linear", eps=linear_module.EPS):
     return read[..., :-1] / (read[..., -1:] + eps)
 
 
-@pytest.mark.parametrize("name", attentions.available())
+@pytest.mark.parametrize("name", attentions.builtin())
 def test_every_mechanism_is_within_tolerance_in_every_dtype(name):
     m = {"m": 16} if "m" in attentions.spec(name).knobs else {}
     for dtype in ("float32", "float16", "bfloat16"):

@@ -37,12 +37,12 @@ def sweep(tmp_path, suite_path, *extra):
 def test_tiny_sweep_end_to_end(tmp_path):
     import attentions
 
-    path = tiny_suite(tmp_path, names=attentions.available(), tokens="196")
+    path = tiny_suite(tmp_path, names=attentions.builtin(), tokens="196")
     result, out = sweep(tmp_path, path)
     assert result.exit_code == 0, result.output
     frame = rpbench.load(out)
     assert list(frame.columns) == list(COLUMNS) and set(REQUIRED) <= set(frame.columns)
-    assert len(frame) == len(attentions.available())
+    assert len(frame) == len(attentions.builtin())
     assert (frame["status"] == "ok").all(), frame[["label", "status", "notes"]]
     # FLOPs: the spec's formula equals what FlopCounterMode counts, for every mechanism in fwd
     assert (frame["flops_analytic"] == frame["flops_counted"]).all()

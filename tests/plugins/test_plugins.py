@@ -27,11 +27,16 @@ QUICK = Timing(warmup_ms=1, repeat=3, rounds=1)
 
 @pytest.fixture(autouse=True)
 def registry_as_it_was():
-    """Plugins registered by a test are gone after it (the registry is one per process)."""
-    before = dict(_registry._REGISTRY)
+    """Plugins registered by a test are gone after it (the registry is one per process), with the modules that
+    registered them, and entry points are read again at the next lookup."""
+    before, modules = dict(_registry._REGISTRY), set(sys.modules)
     yield
     _registry._REGISTRY.clear()
     _registry._REGISTRY.update(before)
+    for name in set(sys.modules) - modules:
+        if name.startswith(("mine_", "rpbench_plugin_", "rpbench_example_plugin")):
+            del sys.modules[name]
+    _plugins.reset_entry_points()
 
 
 def layer_case(name: str, tokens: int = 64, knobs: tuple[str, ...] = ()):
@@ -49,6 +54,7 @@ def write_module(tmp_path: Path, monkeypatch, name: str, source: str) -> None:
 def test_a_file_reference_builds_a_plain_factory_and_counts_its_flops():
     spec = attentions.spec(FILE_PLUGIN)
     assert spec.open_knobs and spec.flops_fn is None and spec.origin.endswith("my_attention.py")
+    assert FILE_PLUGIN in attentions.available() and FILE_PLUGIN not in attentions.builtin()
     measured = run_case(layer_case(FILE_PLUGIN, knobs=("eps=0.001",)), QUICK)
     assert measured.status == "ok", measured.note
     assert measured.flops_analytic is None and measured.flops_counted > 0
@@ -184,8 +190,9 @@ def test_an_installed_plugin_is_listed_and_swept_by_name(tmp_path):
     fake_install(site, "rpbench-example-plugin", "pooled-kv = rpbench_example_plugin")
     listed = rpbench_with(site, "list")
     assert listed.returncode == 0, listed.stderr
-    line = next(line for line in listed.stdout.splitlines() if "pooled-kv" in line)
-    assert "rpbench_example_plugin" in line and "formula" in line
+    lines = listed.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "│ pooled-kv" in line)
+    assert "plugin: rpbench_example_plugin" in lines[at + 1] and "O(N²·C/r²) (quadratic)" in lines[at]
     swept = rpbench_with(site, "sweep", str(EXAMPLE / "suite.toml"), "--out", str(tmp_path / "run"), "--device",
                          "cpu", "--no-report")
     assert swept.returncode == 0, swept.stderr
@@ -219,3 +226,15 @@ def test_entry_points_are_read_once_and_again_after_a_reset(monkeypatch):
     _plugins.reset_entry_points()
     attentions.spec("dense")
     assert len(calls) == 2
+
+
+def test_the_example_plugin_installed_for_real_is_in_the_registry():
+    """CI installs examples/rpbench-example-plugin with pip; then its mechanism is there by name in-process."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("rpbench-example-plugin")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the example plugin is not installed here (CI installs it; the test above fakes the install)")
+    assert "pooled-kv" in attentions.available()
+    assert attentions.spec("pooled-kv").origin == "rpbench_example_plugin"

@@ -120,7 +120,7 @@ def test_quick_covers_every_mechanism():
     import attentions
 
     suite = load_suite(shipped_suites()["quick"], device_override="cpu")
-    assert {c.attention for c in suite.cases} == set(attentions.available())
+    assert {c.attention for c in suite.cases} == set(attentions.builtin())
 
 
 def test_suites_command_lists_one_line_each():

@@ -20,7 +20,7 @@ from attentions import UnsupportedConfig
 from attentions._registry import lookup
 
 from ..core.case import Layout
-from . import deit, pvt, swin
+from . import deit, pvt, swin, timm_models
 from ._base import BackboneSpec, check_plan, plan
 from .costs import count_macs, count_params
 from .layout import parse
@@ -33,6 +33,9 @@ def available() -> list[str]:
 
 
 def spec(name: str) -> BackboneSpec:
+    """Our own backbones by name; `timm:<model>` reads a timm model's stride, width, depth and heads."""
+    if timm_models.is_timm(name):
+        return timm_models.spec(name)
     return lookup(_SPECS, name, "backbone")
 
 
@@ -65,6 +68,8 @@ def check(name: str, resolution: int, layout: Layout) -> str | None:
         return f"{name}: resolution {resolution} is not divisible by the total stride {backbone.total_stride}"
     if layout.stages != backbone.stages:
         return f"{name}: layout {layout} was parsed for {layout.stages} stage(s), the backbone has {backbone.stages}"
+    if timm_models.is_timm(name):
+        return timm_models.check(backbone, resolution, layout)
     return check_plan(backbone, plan(backbone, resolution, layout))
 
 
@@ -76,6 +81,8 @@ def build(name: str, resolution: int, layout: Layout, num_classes: int = 1000) -
     if reason:
         raise UnsupportedConfig(reason)
     backbone = spec(name)
+    if timm_models.is_timm(name):
+        return backbone.factory(backbone, resolution, layout, num_classes)
     return backbone.factory(backbone, resolution, plan(backbone, resolution, layout), num_classes)
 
 

@@ -61,7 +61,8 @@ DEVICE_HELP = "auto (GPU when torch sees one), cuda or cpu"
 
 # name -> (type, flag, help); the defaults are CaseFlags' own.
 _CASE_FLAGS: dict[str, tuple[object, str, str]] = {
-    "attention": (Optional[str], "--attention", "Registry name (see `rpbench list`)."),
+    "attention": (Optional[str], "--attention", "Registry name (see `rpbench list`: built-in and installed "
+                  "plugins), or your own factory as pkg.module:Factory or path/to/file.py:Factory."),
     "tokens": (Optional[int], "--tokens", "N tokens on a square grid (N must be a square)."),
     "grid": (Optional[str], "--grid", "Token grid as HxW, e.g. 32x64."),
     "resolution": (Optional[int], "--resolution", "Image side in px (with --patch, or with --backbone)."),
@@ -74,10 +75,11 @@ _CASE_FLAGS: dict[str, tuple[object, str, str]] = {
     "dtype": (Dtype, "--dtype", "Data type of the module and its inputs (fp32, fp16, bf16 and half are aliases)."),
     "mode": (Mode, "--mode", "fwd (forward, inference mode) or fwdbwd (forward + backward)."),
     "device": (Device, "--device", DEVICE_HELP + "."),
-    "backbone": (Optional[str], "--backbone", "A whole backbone instead of one layer (see `rpbench list`); "
-                 "needs --resolution."),
+    "backbone": (Optional[str], "--backbone", "A whole backbone instead of one layer: deit-t, deit-s, deit-b, "
+                 "swin-t, swin-s, pvt-t (see `rpbench list`) or timm:<model_name> (needs timm: pip install "
+                 "'rpbench[timm]'); needs --resolution."),
     "layout": (Optional[str], "--layout", "Backbone stage pattern, e.g. AAAB (A = --attention, B = the backbone's "
-               "own attention)."),
+               "own attention); one letter per block for one-stage models (DeiT, timm ViTs)."),
 }
 
 

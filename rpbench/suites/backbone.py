@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import backbones
+from ..backbones import timm_models
 from ..core.case import Case, Layout, text_problem
 from .fields import check_input_size, run_axes, suite_error, typed_list
 
@@ -51,7 +52,7 @@ def _layout_entries(path: Path, layouts: Any, names: list[str]) -> list[tuple[st
             raise suite_error(path, f"{key}.label", problem)
         labels.add(label)
         overrides = {k: v for k, v in entry.items() if isinstance(v, dict)}
-        stray = sorted(set(overrides) - set(backbones.available()))
+        stray = sorted(set(overrides) - set(backbones.available()) - set(names))
         if stray:
             raise suite_error(path, f"{key}.{stray[0]}", f"unknown backbone; available: {', '.join(backbones.available())}")
         base = {k: v for k, v in entry.items() if k not in overrides}
@@ -76,7 +77,15 @@ def expand_backbone(path: Path, axes: dict[str, Any], layouts: Any, device_overr
     for required in ("backbone", "resolution"):
         if required not in axes:
             raise suite_error(path, f"axes.{required}", "required for scope = \"backbone\"")
-    names = typed_list(path, "axes.backbone", axes["backbone"], str, backbones.available())
+    names = typed_list(path, "axes.backbone", axes["backbone"], str)
+    for name in names:  # ours by name, or timm:<model> (needs timm; one line when it is missing)
+        if not timm_models.is_timm(name) and name not in backbones.available():
+            raise suite_error(path, "axes.backbone", f"{name!r} is not allowed; choose from "
+                              f"{', '.join(backbones.available())} or timm:<model_name>")
+        try:
+            backbones.spec(name)
+        except backbones.UnsupportedConfig as error:
+            raise suite_error(path, "axes.backbone", str(error)) from None
     resolutions = typed_list(path, "axes.resolution", axes["resolution"], int)
     batches, dtypes, modes, devices = run_axes(path, axes, device_override)
     cases = []

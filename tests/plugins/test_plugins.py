@@ -238,3 +238,10 @@ def test_the_example_plugin_installed_for_real_is_in_the_registry():
         pytest.skip("the example plugin is not installed here (CI installs it; the test above fakes the install)")
     assert "pooled-kv" in attentions.available()
     assert attentions.spec("pooled-kv").origin == "rpbench_example_plugin"
+
+
+def test_profile_takes_a_reference_too(tmp_path):
+    result = invoke("profile", "--attention", FILE_PLUGIN, "--tokens", "64", "--dim", "32", "--heads", "4",
+                    "--device", "cpu", "--wait", "0", "--warmup", "1", "--active", "1", "--out", str(tmp_path / "p"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "trace.json.gz").is_file()

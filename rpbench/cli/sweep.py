@@ -46,6 +46,11 @@ def sweep(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
     timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's [measure] "
                                               "timer."),
+    isolate: bool = typer.Option(False, "--isolate", help="Run every pass of every case in a fresh Python process: "
+                                 "a crash, a hang or a lost CUDA context becomes that case's status (crashed, "
+                                 "timeout, error) and the sweep goes on."),
+    case_timeout: float = typer.Option(900.0, "--case-timeout", help="With --isolate: seconds one pass may take "
+                                       "before its process is killed and the case is a timeout (1 to 86400)."),
 ) -> None:
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
     from ..results import resume as resume_rules
@@ -53,6 +58,8 @@ def sweep(
     from ..suites import filter_cases, find_suite, load_suite
 
     device = plain(device)
+    if not 1 <= case_timeout <= 86400:  # nan fails both comparisons
+        raise UsageError(f"--case-timeout {case_timeout:g}: must be between 1 and 86400 seconds")
     if resume is not None and out is not None:
         raise UsageError("give either --out or --resume, not both")
     if resume is not None:
@@ -82,11 +89,12 @@ def sweep(
     record = resume_rules.RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(),
                                     filter=filter_, device=device, command=shlex.join(recorded),
                                     device_names=device_names(cases))
-    _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report)
+    _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report,
+                         case_timeout if isolate else None)
 
 
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
-                         report: bool) -> None:
+                         report: bool, isolate_timeout_s: float | None = None) -> None:
     from ..analysis import flag_summary, prepare
     from ..measure.sweep import run_sweep
     from ..results import store
@@ -128,7 +136,8 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     try:
         with progress:
             outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
-                                on_measured=on_measured, profile=profile, on_trace=on_trace)
+                                on_measured=on_measured, profile=profile, on_trace=on_trace,
+                                isolate_timeout_s=isolate_timeout_s)
             progress.update(task, completed=progress.tasks[0].total)
     except KeyboardInterrupt:
         err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "

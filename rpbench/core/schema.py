@@ -3,7 +3,7 @@ the export formats. Every room reads this; no torch here."""
 from __future__ import annotations
 
 # Final statuses: a case with one of these in results.csv is done and skipped on --resume.
-STATUSES = ("ok", "inaccurate", "oom", "unsupported", "nonfinite", "error")
+STATUSES = ("ok", "inaccurate", "oom", "unsupported", "nonfinite", "error", "crashed", "timeout")
 # Statuses of cases that were timed: their rows carry every measured column. `inaccurate` rows are shown, but
 # left out of fits, crossovers and speedups (see analysis.flags).
 MEASURED_STATUSES = ("ok", "inaccurate")

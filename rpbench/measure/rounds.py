@@ -82,13 +82,19 @@ def measure_in_rounds(
     pause: Callable[[Case], None] | None = None,
     on_pass: Callable[[Case, int, Round], None] | None = None,
     earlier: Mapping[str, Sequence[Round]] | None = None,
+    first_pass: Callable[[Case, Timing, str], Measurement] | None = None,
+    later_pass: Callable[..., Round] | None = None,
 ) -> None:
     """Measure `cases` in rounds; `on_final` gets each case's pooled Measurement the moment it is final.
 
     `on_start(case, pass number, passes planned)` precedes every pass (the plan grows when a retry is added);
     `pause(case)` runs between passes (the cool-down); `on_pass(case, index, round)` follows every pass;
-    `earlier` holds passes a killed sweep took of these cases.
+    `earlier` holds passes a killed sweep took of these cases. `first_pass(case, timing, suite)` and
+    `later_pass(case, timing, like, retry=)` measure (default: in this process, `run_case` / `measure_again`;
+    `rpbench.measure.isolated` runs each in a fresh process).
     """
+    first_pass = first_pass or (lambda case, timing, suite: run_case(case, timing, suite=suite))
+    later_pass = later_pass or measure_again
     progress = {case.case_id: _Progress(case, retries_left=timing.retries) for case in cases}
     for case_id, passes in (earlier or {}).items():
         if case_id in progress:  # at most rounds - 1 of them: the full measurement still to come is one too
@@ -110,13 +116,13 @@ def measure_in_rounds(
         began = time.perf_counter()
         before = len(state.rounds)
         if state.first is None:
-            state.first = run_case(state.case, timing, suite=suite)
+            state.first = first_pass(state.case, timing, suite)
             state.rounds.extend(replace(r, retry=retry) for r in state.first.rounds)
             if state.first.context_lost:
                 state.lost, state.final = state.first.note or "CUDA context lost", True
         else:
             try:
-                state.rounds.append(measure_again(state.case, timing, state.first, retry=retry))
+                state.rounds.append(later_pass(state.case, timing, state.first, retry=retry))
             except ContextLost as err:
                 state.notes.append(str(err))
                 state.lost, state.final = str(err), True

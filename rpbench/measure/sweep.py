@@ -17,6 +17,7 @@ from ..core.measurement import Measurement
 from ..machine import ceilings, environment
 from ..results.resume import RunRecord, open_run
 from ..results.store import RunWriter
+from . import isolated
 from .profile import trace_case
 from .rounds import measure_in_rounds
 from .runner import ContextLost
@@ -54,6 +55,15 @@ def cooldown_seconds(suite: Suite, case: Case) -> float:
     if suite.timing.cooldown_s is not None:
         return suite.timing.cooldown_s
     return 1.0 if case.device == "cuda" else 0.0
+
+
+def _passes(isolate_timeout_s: float | None) -> dict[str, Any]:
+    """How passes run: in this process (no arguments), or each in a fresh process killed after the timeout."""
+    if isolate_timeout_s is None:
+        return {}
+    return {"first_pass": lambda case, timing, name: isolated.run_first(case, timing, name, isolate_timeout_s),
+            "later_pass": lambda case, timing, like, retry=False: isolated.run_again(case, timing, like, retry,
+                                                                                     isolate_timeout_s)}
 
 
 def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Case], None] | None = None) -> int:
@@ -94,20 +104,24 @@ def run_sweep(
     on_measured: Callable[[Measurement], None] | None = None,
     profile: bool = False,
     on_trace: Callable[[Case], None] | None = None,
+    isolate_timeout_s: float | None = None,
 ) -> SweepOutcome:
     """Measure every case not already final in run_dir, in rounds (`rpbench.measure.rounds`); each case is flushed
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
     same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass. With
     `profile`, every timed case is traced once all timing is done (`on_trace(case)` precedes each trace), so no
-    profiler session runs before a timed pass."""
+    profiler session runs before a timed pass. With `isolate_timeout_s`, every pass runs in a fresh process
+    (`rpbench.measure.isolated`) that is killed after that many seconds."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
-        return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile, on_trace)
+        return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile, on_trace,
+                            isolate_timeout_s)
 
 
 def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: str,
                  on_start: Callable[[Case, int, int], None] | None,
                  on_measured: Callable[[Measurement], None] | None, profile: bool,
-                 on_trace: Callable[[Case], None] | None = None) -> SweepOutcome:
+                 on_trace: Callable[[Case], None] | None = None,
+                 isolate_timeout_s: float | None = None) -> SweepOutcome:
     done = writer.finished_case_ids()
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
@@ -129,7 +143,7 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
         measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
                           pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
                           on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
-                          earlier=writer.earlier_passes())
+                          earlier=writer.earlier_passes(), **_passes(isolate_timeout_s))
     except ContextLost as err:
         raise ExecutionError(f"{err}; the sweep stopped after writing that case as an error. Every row and pass "
                              f"taken so far is kept: continue in a new process with `rpbench sweep --resume "

@@ -213,7 +213,7 @@ CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision", "timer"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active",
         "rounds", "retries"}
-FLOATS = {"warmup_ms", "repeat_ms", "threshold"}
+FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}
 STRING_JUNK = {
     "attention": ["nosuch", "", "[/]", "\x1b[31m", "x" * 5000],
     "grid": ["abc", "0x4", "4x", "99999999x1", "1x1x1", "", "nan", "-4x-4", "٣x٣"],

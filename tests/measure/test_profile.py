@@ -194,7 +194,9 @@ def test_sweep_profiles_only_after_every_pass_is_timed(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert invoke("sweep", str(suite), "--out", str(out), "--no-report", "--profile").exit_code == 0
     kinds = [kind for kind, _ in events]
-    assert kinds == ["time"] * 4 + ["trace"] * 4, kinds
+    first_trace = kinds.index("trace")
+    # every timed pass (a disturbed one is taken again, so at least 4) comes before the first trace
+    assert kinds.count("time") >= 4 and "time" not in kinds[first_trace:] and kinds.count("trace") == 4, kinds
     frame = rpbench.load(out)
     assert (frame["trace"] == "traces/" + frame["case_id"] + ".json.gz").all()
 

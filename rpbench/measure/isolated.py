@@ -1,0 +1,105 @@
+"""Isolation: every pass of a case in a fresh Python process (`rpbench sweep --isolate`).
+
+A long run in one process can carry state from case to case (allocator fragmentation, a compiled-kernel cache, a
+CUDA context poisoned by an illegal address); tritonbench made isolation its default for this reason. Here the
+parent keeps the sweep (rounds, journal, store) and hands one pass at a time to `python -m rpbench.measure.worker`:
+the job goes in on stdin (pickled), the result comes back in a file (pickled) so that whatever the mechanism prints
+cannot corrupt it. What a dead worker leaves is a status, never a stopped sweep:
+
+- `timeout`: no result within the case timeout; the worker's whole process group is killed;
+- `crashed`: the worker died without a result (a segfault, a kill, an abort, an exception outside the runner), with
+  its signal or exit code and the last line it wrote to stderr.
+
+A lost CUDA context stays inside the worker: the case is an `error` naming it, and the next case gets a fresh
+process (no resume needed). Mechanisms must be importable in the worker: registry names, installed plugins and
+`pkg.module:Factory` / `file.py:Factory` references are; one registered only in the parent's own code is not.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..core.case import Case, Timing
+from ..core.measurement import Measurement, Round
+
+DEFAULT_TIMEOUT_S = 900.0
+STDERR_TAIL = 200  # characters of a dead worker's stderr kept in its note
+
+
+class WorkerDied(RuntimeError):
+    """A later pass whose worker timed out or crashed (the rounds keep the passes already taken)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "first" (run_case) or "again" (measure_again)
+    case: Case
+    timing: Timing
+    suite: str
+    threads: int
+    like: Measurement | None = None
+    retry: bool = False
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _run(job: Job, timeout_s: float) -> tuple[Any, str | None]:
+    """(the worker's result, None), or (None, why there is none)."""
+    with tempfile.TemporaryDirectory(prefix="rpbench-worker-") as scratch:
+        result = Path(scratch) / "result.pickle"
+        process = subprocess.Popen([sys.executable, "-m", "rpbench.measure.worker", str(result)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        try:
+            _, stderr = process.communicate(pickle.dumps(job), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return None, f"timeout: no result within {timeout_s:g} s; the worker was killed"
+        if process.returncode == 0 and result.is_file():
+            with result.open("rb") as handle:
+                return pickle.load(handle), None
+        how = _signal_name(process.returncode) if process.returncode < 0 else f"exit code {process.returncode}"
+        tail = " ".join((stderr or b"").decode(errors="replace").split())[-STDERR_TAIL:]
+        return None, f"crashed: the worker died ({how})" + (f": {tail}" if tail else "")
+
+
+def run_first(case: Case, timing: Timing, suite: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Measurement:
+    """`runner.run_case` in a fresh process; a worker that hangs or dies is a `timeout` / `crashed` row."""
+    import torch
+
+    began = time.perf_counter()
+    found, why = _run(Job("first", case, timing, suite, torch.get_num_threads()), timeout_s)
+    if found is None:
+        status = why.split(":", 1)[0]
+        return Measurement(case=case, suite=suite, status=status, notes=(why,), timing=timing,
+                           elapsed_s=time.perf_counter() - began)
+    if found.context_lost:  # contained in the worker: the next case starts in a fresh process
+        found = replace(found, context_lost=False)
+    return found
+
+
+def run_again(case: Case, timing: Timing, like: Measurement, retry: bool = False,
+              timeout_s: float = DEFAULT_TIMEOUT_S) -> Round:
+    """`runner.measure_again` in a fresh process; raises WorkerDied (one line) when the worker gives no result."""
+    import torch
+
+    found, why = _run(Job("again", case, timing, "", torch.get_num_threads(), like, retry), timeout_s)
+    if found is None:
+        raise WorkerDied(why)
+    if isinstance(found, BaseException):
+        raise found
+    return found

@@ -1,0 +1,84 @@
+"""`sweep --isolate`: every pass in a fresh process; a worker that segfaults or hangs is a row with its status and
+the sweep goes on."""
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+import rpbench
+from rpbench.measure import isolated
+from rpbench.core.case import CaseFlags, Timing
+from rpbench.suites import case_from_flags
+
+from cli_helpers import invoke, tiny_suite
+
+PLANTED = '''
+    import os, signal, time
+    from torch import nn
+
+    class Planted(nn.Module):
+        def __init__(self, dim, num_heads, grid):
+            super().__init__()
+            self.fc = nn.Linear(dim, dim)
+        def forward(self, x):
+            {action}
+            return self.fc(x)
+'''
+
+
+def planted(tmp_path, name: str, action: str) -> str:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(PLANTED.format(action=action)))
+    return f"{path}:Planted"
+
+
+def test_isolated_sweep_measures_the_same_cases_as_one_process(tmp_path):
+    suite = tiny_suite(tmp_path, names=("dense", "rpattention"), tokens="16, 64")
+    suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))
+    assert invoke("sweep", str(suite), "--out", str(tmp_path / "one"), "--no-report").exit_code == 0
+    result = invoke("sweep", str(suite), "--out", str(tmp_path / "iso"), "--no-report", "--isolate")
+    assert result.exit_code == 0, result.output
+    one, iso = rpbench.load(tmp_path / "one"), rpbench.load(tmp_path / "iso")
+    assert sorted(iso["case_id"]) == sorted(one["case_id"]) and (iso["status"] == "ok").all()
+    assert (iso["rounds"] >= 2).all() and iso["case_id"].is_unique  # more when a disturbed pass was retried
+    from rpbench.results.store import load_samples
+
+    counts = load_samples(tmp_path / "iso").groupby("case_id").size()
+    pd.testing.assert_series_equal(counts.sort_index(), iso.set_index("case_id")["n_samples"].astype("int64")
+                                   .sort_index(), check_names=False)
+
+
+def test_a_segfault_and_a_hang_are_rows_and_the_sweep_goes_on(tmp_path):
+    crash = planted(tmp_path, "segv", "os.kill(os.getpid(), signal.SIGSEGV)")
+    hang = planted(tmp_path, "hang", "time.sleep(120)")
+    suite = tiny_suite(tmp_path, names=("dense", crash, hang), tokens="16")
+    began = time.perf_counter()
+    result = invoke("sweep", str(suite), "--out", str(tmp_path / "run"), "--no-report", "--isolate",
+                    "--case-timeout", "5")
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - began < 90  # the hang cost its timeout, not 120 s
+    frame = rpbench.load(tmp_path / "run").set_index("attention")
+    assert frame.loc["dense", "status"] == "ok"
+    assert frame.loc[crash, "status"] == "crashed" and "SIGSEGV" in frame.loc[crash, "notes"]
+    assert frame.loc[hang, "status"] == "timeout" and "no result within 5 s" in frame.loc[hang, "notes"]
+    again = invoke("sweep", "--resume", str(tmp_path / "run"), "--no-report", "--isolate", "--case-timeout", "5")
+    assert again.exit_code == 0 and "3 case(s) already done were skipped" in again.output  # final statuses
+
+
+def test_a_later_pass_whose_worker_dies_keeps_the_passes_taken(monkeypatch):
+    case = case_from_flags(CaseFlags(attention="dense", tokens=16, dim=32, heads=4, device="cpu"))
+    first = isolated.run_first(case, Timing(warmup_ms=1, repeat=3, rounds=1), "s", timeout_s=120)
+    assert first.status == "ok" and len(first.samples) == 3 and first.rounds
+    monkeypatch.setattr(isolated, "_run", lambda job, timeout_s: (None, "crashed: the worker died (SIGKILL)"))
+    with pytest.raises(isolated.WorkerDied, match="SIGKILL"):
+        isolated.run_again(case, Timing(warmup_ms=1, repeat=3), first)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "100000"])
+def test_a_bad_case_timeout_is_one_line(tmp_path, value):
+    result = invoke("sweep", str(tiny_suite(tmp_path)), "--out", str(tmp_path / "never"), "--isolate",
+                    "--case-timeout", value)
+    assert result.exit_code == 2 and "--case-timeout" in result.output and not (tmp_path / "never").exists()

@@ -37,7 +37,7 @@ SuiteSource = str | Path | Mapping[str, Any]
 
 def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | None = None,
           filter: str | None = None, resume: bool = False, profile: bool = False, isolate: bool = False,
-          case_timeout_s: float = 900.0) -> pd.DataFrame:
+          case_timeout_s: float = 900.0, workers: int = 1) -> pd.DataFrame:
     """Run a suite and return its results table.
 
     suite: a shipped suite's name ("quick"), a path to a suite .toml, or a dict with the tables of a suite file
@@ -47,6 +47,7 @@ def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | No
     filter: only the cases matching these terms (the syntax of `rpbench sweep --filter`).
     profile: also write a profiler trace per timed case (after all cases are timed).
     isolate: every pass in a fresh process, killed after case_timeout_s (`rpbench sweep --isolate`).
+    workers: that many isolated passes at a time (implies isolate; `rpbench sweep --workers`).
 
     The returned DataFrame has `attrs["run_dir"]`.
     """
@@ -67,10 +68,13 @@ def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | No
         command = ["rpbench.sweep", str(suite if not isinstance(suite, Mapping) else loaded.name), str(run_dir)]
         record = RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(), filter=filter,
                            device=device, command=shlex.join(command), device_names=device_names(cases))
+        isolate = isolate or workers != 1
         if isolate and not 1 <= case_timeout_s <= 86400:
             raise UsageError(f"case_timeout_s={case_timeout_s!r}: must be between 1 and 86400 seconds")
+        if not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise UsageError(f"workers={workers!r}: must be an integer between 1 and 64")
         run_sweep(loaded, cases, run_dir, record, resume=resume, profile=profile,
-                  isolate_timeout_s=case_timeout_s if isolate else None)
+                  isolate_timeout_s=case_timeout_s if isolate else None, workers=workers)
     frame = store.load(run_dir)
     frame.attrs["run_dir"] = str(run_dir)
     return frame

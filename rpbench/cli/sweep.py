@@ -51,6 +51,10 @@ def sweep(
                                  "timeout, error) and the sweep goes on."),
     case_timeout: float = typer.Option(900.0, "--case-timeout", help="With --isolate: seconds one pass may take "
                                        "before its process is killed and the case is a timeout (1 to 86400)."),
+    workers: int = typer.Option(1, "--workers", help="Run this many isolated passes at a time (implies --isolate; "
+                                "1 to 64), the suite's CPU threads split between them; this process stays the only "
+                                "writer of the run dir. Passes side by side on one CPU disturb each other: their rows "
+                                "say so."),
 ) -> None:
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
     from ..results import resume as resume_rules
@@ -60,6 +64,9 @@ def sweep(
     device = plain(device)
     if not 1 <= case_timeout <= 86400:  # nan fails both comparisons
         raise UsageError(f"--case-timeout {case_timeout:g}: must be between 1 and 86400 seconds")
+    if not 1 <= workers <= 64:
+        raise UsageError(f"--workers {workers}: must be between 1 and 64")
+    isolate = isolate or workers > 1
     if resume is not None and out is not None:
         raise UsageError("give either --out or --resume, not both")
     if resume is not None:
@@ -90,11 +97,11 @@ def sweep(
                                     filter=filter_, device=device, command=shlex.join(recorded),
                                     device_names=device_names(cases))
     _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report,
-                         case_timeout if isolate else None)
+                         case_timeout if isolate else None, workers)
 
 
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
-                         report: bool, isolate_timeout_s: float | None = None) -> None:
+                         report: bool, isolate_timeout_s: float | None = None, workers: int = 1) -> None:
     from ..analysis import flag_summary, prepare
     from ..measure.sweep import run_sweep
     from ..results import store
@@ -137,7 +144,7 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         with progress:
             outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
                                 on_measured=on_measured, profile=profile, on_trace=on_trace,
-                                isolate_timeout_s=isolate_timeout_s)
+                                isolate_timeout_s=isolate_timeout_s, workers=workers)
             progress.update(task, completed=progress.tasks[0].total)
     except KeyboardInterrupt:
         err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "

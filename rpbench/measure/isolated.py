@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +57,20 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+_LIVE: set[subprocess.Popen] = set()  # workers running now (several with --workers), for kill_all
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all() -> None:
+    """Kill every worker still running (a sweep stopped by Ctrl-C or an error does not wait for them)."""
+    with _LIVE_LOCK:
+        for process in list(_LIVE):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _run(job: Job, timeout_s: float) -> tuple[Any, str | None]:
     """(the worker's result, None), or (None, why there is none)."""
     with tempfile.TemporaryDirectory(prefix="rpbench-worker-") as scratch:
@@ -63,12 +78,17 @@ def _run(job: Job, timeout_s: float) -> tuple[Any, str | None]:
         process = subprocess.Popen([sys.executable, "-m", "rpbench.measure.worker", str(result)],
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE.add(process)
         try:
             _, stderr = process.communicate(pickle.dumps(job), timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             return None, f"timeout: no result within {timeout_s:g} s; the worker was killed"
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(process)
         if process.returncode == 0 and result.is_file():
             with result.open("rb") as handle:
                 return pickle.load(handle), None
@@ -77,12 +97,18 @@ def _run(job: Job, timeout_s: float) -> tuple[Any, str | None]:
         return None, f"crashed: the worker died ({how})" + (f": {tail}" if tail else "")
 
 
-def run_first(case: Case, timing: Timing, suite: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Measurement:
-    """`runner.run_case` in a fresh process; a worker that hangs or dies is a `timeout` / `crashed` row."""
+def _threads(threads: int | None) -> int:
     import torch
 
+    return threads or torch.get_num_threads()
+
+
+def run_first(case: Case, timing: Timing, suite: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+              threads: int | None = None) -> Measurement:
+    """`runner.run_case` in a fresh process (with `threads` torch threads, default this process's count); a
+    worker that hangs or dies is a `timeout` / `crashed` row."""
     began = time.perf_counter()
-    found, why = _run(Job("first", case, timing, suite, torch.get_num_threads()), timeout_s)
+    found, why = _run(Job("first", case, timing, suite, _threads(threads)), timeout_s)
     if found is None:
         status = why.split(":", 1)[0]
         return Measurement(case=case, suite=suite, status=status, notes=(why,), timing=timing,
@@ -93,11 +119,9 @@ def run_first(case: Case, timing: Timing, suite: str, timeout_s: float = DEFAULT
 
 
 def run_again(case: Case, timing: Timing, like: Measurement, retry: bool = False,
-              timeout_s: float = DEFAULT_TIMEOUT_S) -> Round:
+              timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None) -> Round:
     """`runner.measure_again` in a fresh process; raises WorkerDied (one line) when the worker gives no result."""
-    import torch
-
-    found, why = _run(Job("again", case, timing, "", torch.get_num_threads(), like, retry), timeout_s)
+    found, why = _run(Job("again", case, timing, "", _threads(threads), like, retry), timeout_s)
     if found is None:
         raise WorkerDied(why)
     if isinstance(found, BaseException):

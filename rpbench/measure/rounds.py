@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
@@ -84,6 +85,8 @@ def measure_in_rounds(
     earlier: Mapping[str, Sequence[Round]] | None = None,
     first_pass: Callable[[Case, Timing, str], Measurement] | None = None,
     later_pass: Callable[..., Round] | None = None,
+    workers: int = 1,
+    cancel: Callable[[], None] | None = None,
 ) -> None:
     """Measure `cases` in rounds; `on_final` gets each case's pooled Measurement the moment it is final.
 
@@ -91,7 +94,9 @@ def measure_in_rounds(
     `pause(case)` runs between passes (the cool-down); `on_pass(case, index, round)` follows every pass;
     `earlier` holds passes a killed sweep took of these cases. `first_pass(case, timing, suite)` and
     `later_pass(case, timing, like, retry=)` measure (default: in this process, `run_case` / `measure_again`;
-    `rpbench.measure.isolated` runs each in a fresh process).
+    `rpbench.measure.isolated` runs each in a fresh process). With `workers` > 1, the passes of a round run
+    `workers` at a time (they must run out of process: `isolated`), without pauses between them; `cancel()` kills
+    the passes still running when the sweep stops early.
     """
     first_pass = first_pass or (lambda case, timing, suite: run_case(case, timing, suite=suite))
     later_pass = later_pass or measure_again
@@ -106,31 +111,42 @@ def measure_in_rounds(
     planned = sum(max(1, timing.rounds - state.regular) for state in progress.values())
     taken = 0
 
-    def take(state: _Progress, retry: bool) -> None:
+    def starting(state: _Progress) -> None:
         nonlocal taken
-        if taken and pause is not None:
-            pause(state.case)
         taken += 1
         if on_start is not None:
             on_start(state.case, taken, planned)
+
+    def execute(state: _Progress, retry: bool) -> tuple[object, float]:
+        """One pass of a case, no bookkeeping (so passes of different cases may run side by side): the first
+        pass's Measurement, a later pass's Round, or the exception a later pass raised; and its seconds."""
         began = time.perf_counter()
-        before = len(state.rounds)
         if state.first is None:
-            state.first = first_pass(state.case, timing, suite)
-            state.rounds.extend(replace(r, retry=retry) for r in state.first.rounds)
-            if state.first.context_lost:
-                state.lost, state.final = state.first.note or "CUDA context lost", True
+            found: object = first_pass(state.case, timing, suite)
         else:
             try:
-                state.rounds.append(later_pass(state.case, timing, state.first, retry=retry))
-            except ContextLost as err:
-                state.notes.append(str(err))
-                state.lost, state.final = str(err), True
-            except Exception as err:  # a later pass failing keeps the passes already taken
-                state.notes.append(f"pass {len(state.rounds) + 1} failed: {one_line(err)[:NOTE_LIMIT]}")
-                state.retries_left = 0
-                state.final = True
-        state.spent_s += time.perf_counter() - began
+                found = later_pass(state.case, timing, state.first, retry=retry)
+            except Exception as err:
+                found = err
+        return found, time.perf_counter() - began
+
+    def record(state: _Progress, found: object, elapsed: float, retry: bool) -> None:
+        before = len(state.rounds)
+        if isinstance(found, Measurement):
+            state.first = found
+            state.rounds.extend(replace(r, retry=retry) for r in found.rounds)
+            if found.context_lost:
+                state.lost, state.final = found.note or "CUDA context lost", True
+        elif isinstance(found, ContextLost):
+            state.notes.append(str(found))
+            state.lost, state.final = str(found), True
+        elif isinstance(found, Exception):  # a later pass failing keeps the passes already taken
+            state.notes.append(f"pass {len(state.rounds) + 1} failed: {one_line(found)[:NOTE_LIMIT]}")
+            state.retries_left = 0
+            state.final = True
+        else:
+            state.rounds.append(found)
+        state.spent_s += elapsed
         if retry:
             state.retries_left -= 1
         else:
@@ -138,6 +154,12 @@ def measure_in_rounds(
         if on_pass is not None:
             for index in range(before, len(state.rounds)):
                 on_pass(state.case, index, state.rounds[index])
+
+    def take(state: _Progress, retry: bool) -> None:
+        if taken and pause is not None:
+            pause(state.case)
+        starting(state)
+        record(state, *execute(state, retry), retry)
 
     def finish(state: _Progress) -> None:
         state.final = True
@@ -149,25 +171,46 @@ def measure_in_rounds(
         """A failed first pass (or a failed later one) ends a case; so does its last pass when none is retried."""
         return state.final or not state.first.timed or (last_round and not state.wants_retry(timing.rounds))
 
+    def run_batch(states: list[_Progress], retry: bool, last_round: bool) -> None:
+        """Passes of different cases: one after another, or on `workers` threads (each pass then runs in a process
+        of its own, see isolated); the bookkeeping stays here, in one thread, in the order passes end."""
+        if workers <= 1:
+            for state in states:
+                take(state, retry)
+                if done(state, last_round):
+                    finish(state)
+            return
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpbench-worker")
+        try:
+            futures = {}
+            for state in states:
+                starting(state)
+                futures[pool.submit(execute, state, retry)] = state
+            for future in as_completed(futures):
+                state = futures[future]
+                record(state, *future.result(), retry)
+                if done(state, last_round):
+                    finish(state)
+        except BaseException:
+            if cancel is not None:
+                cancel()  # the worker processes of passes still running: nothing waits for them
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     for index in range(timing.rounds):
         last_round = index == timing.rounds - 1
-        for case in round_order(cases, index):
-            state = progress[case.case_id]
-            # a pass taken before a resume counts; the last round still gives such a case its full measurement
-            if state.final or (state.regular > index and not (state.first is None and last_round)):
-                continue
-            take(state, retry=False)
-            if done(state, last_round):
-                finish(state)
+        # a pass taken before a resume counts; the last round still gives such a case its full measurement
+        batch = [progress[case.case_id] for case in round_order(cases, index)]
+        run_batch([state for state in batch
+                   if not (state.final or (state.regular > index and not (state.first is None and last_round)))],
+                  retry=False, last_round=last_round)
     while True:
         retrying = [state for state in progress.values() if state.wants_retry(timing.rounds)]
         if not retrying:
             break
         planned += len(retrying)
-        for state in retrying:
-            take(state, retry=True)
-            if done(state, last_round=True):
-                finish(state)
+        run_batch(retrying, retry=True, last_round=True)
     for state in progress.values():
         if not state.final:
             finish(state)

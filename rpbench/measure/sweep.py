@@ -57,13 +57,17 @@ def cooldown_seconds(suite: Suite, case: Case) -> float:
     return 1.0 if case.device == "cuda" else 0.0
 
 
-def _passes(isolate_timeout_s: float | None) -> dict[str, Any]:
-    """How passes run: in this process (no arguments), or each in a fresh process killed after the timeout."""
+def _passes(isolate_timeout_s: float | None, workers: int) -> dict[str, Any]:
+    """How passes run: in this process (no arguments), or each in a fresh process killed after the timeout;
+    with `workers` > 1, that many at a time, the CPU threads split between them."""
     if isolate_timeout_s is None:
         return {}
-    return {"first_pass": lambda case, timing, name: isolated.run_first(case, timing, name, isolate_timeout_s),
+    threads = max(1, torch.get_num_threads() // workers)
+    return {"first_pass": lambda case, timing, name: isolated.run_first(case, timing, name, isolate_timeout_s,
+                                                                        threads),
             "later_pass": lambda case, timing, like, retry=False: isolated.run_again(case, timing, like, retry,
-                                                                                     isolate_timeout_s)}
+                                                                                     isolate_timeout_s, threads),
+            "workers": workers, "cancel": isolated.kill_all}
 
 
 def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Case], None] | None = None) -> int:
@@ -105,23 +109,25 @@ def run_sweep(
     profile: bool = False,
     on_trace: Callable[[Case], None] | None = None,
     isolate_timeout_s: float | None = None,
+    workers: int = 1,
 ) -> SweepOutcome:
     """Measure every case not already final in run_dir, in rounds (`rpbench.measure.rounds`); each case is flushed
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
     same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass. With
     `profile`, every timed case is traced once all timing is done (`on_trace(case)` precedes each trace), so no
     profiler session runs before a timed pass. With `isolate_timeout_s`, every pass runs in a fresh process
-    (`rpbench.measure.isolated`) that is killed after that many seconds."""
+    (`rpbench.measure.isolated`) that is killed after that many seconds; `workers` of them at a time (the CPU
+    threads split between them). This process stays the only writer of the run dir."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
         return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile, on_trace,
-                            isolate_timeout_s)
+                            isolate_timeout_s, workers)
 
 
 def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: str,
                  on_start: Callable[[Case, int, int], None] | None,
                  on_measured: Callable[[Measurement], None] | None, profile: bool,
                  on_trace: Callable[[Case], None] | None = None,
-                 isolate_timeout_s: float | None = None) -> SweepOutcome:
+                 isolate_timeout_s: float | None = None, workers: int = 1) -> SweepOutcome:
     done = writer.finished_case_ids()
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
@@ -143,7 +149,7 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
         measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
                           pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
                           on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
-                          earlier=writer.earlier_passes(), **_passes(isolate_timeout_s))
+                          earlier=writer.earlier_passes(), **_passes(isolate_timeout_s, workers))
     except ContextLost as err:
         raise ExecutionError(f"{err}; the sweep stopped after writing that case as an error. Every row and pass "
                              f"taken so far is kept: continue in a new process with `rpbench sweep --resume "

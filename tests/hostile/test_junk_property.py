@@ -211,7 +211,7 @@ FLOAT_JUNK = ["abc", "", "nan", "inf", "-inf", "-1", "1e309"]
 CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
 CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision", "timer"}
-INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active",
+INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active", "workers",
         "rounds", "retries"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}
 STRING_JUNK = {

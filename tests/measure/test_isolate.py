@@ -82,3 +82,74 @@ def test_a_bad_case_timeout_is_one_line(tmp_path, value):
     result = invoke("sweep", str(tiny_suite(tmp_path)), "--out", str(tmp_path / "never"), "--isolate",
                     "--case-timeout", value)
     assert result.exit_code == 2 and "--case-timeout" in result.output and not (tmp_path / "never").exists()
+
+
+# ---------------------------------------------------------------- --workers N: passes side by side, one writer
+
+def assert_complete(run_dir, suite_cases: int) -> pd.DataFrame:
+    """Every case once, every row's samples in samples.csv and nowhere else, every pass in rounds.csv once."""
+    from rpbench.results.store import load_samples
+
+    frame = rpbench.load(run_dir)
+    assert len(frame) == suite_cases and frame["case_id"].is_unique
+    samples = load_samples(run_dir)
+    counts = samples.groupby("case_id").size()
+    timed = frame[frame["n_samples"].notna()].set_index("case_id")["n_samples"].astype("int64")
+    pd.testing.assert_series_equal(counts.sort_index(), timed.sort_index(), check_names=False)
+    rounds = pd.read_csv(run_dir / "rounds.csv")
+    assert not rounds.duplicated(["case_id", "round"]).any()
+    return frame
+
+
+def test_two_workers_measure_exactly_the_cases_of_a_sequential_run(tmp_path):
+    suite = tiny_suite(tmp_path, names=("dense", "rpattention", "linear"), tokens="16, 64")
+    suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))
+    assert invoke("sweep", str(suite), "--out", str(tmp_path / "one"), "--no-report").exit_code == 0
+    result = invoke("sweep", str(suite), "--out", str(tmp_path / "two"), "--no-report", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    one, two = rpbench.load(tmp_path / "one"), assert_complete(tmp_path / "two", 6)
+    assert sorted(two["case_id"]) == sorted(one["case_id"]) and (two["status"] == "ok").all()
+    assert (two["threads"] == 1).all()  # the suite's threads split between the two workers
+
+
+def test_a_worker_that_crashes_beside_others_is_its_own_row(tmp_path):
+    crash = planted(tmp_path, "segv2", "os.kill(os.getpid(), signal.SIGSEGV)")
+    suite = tiny_suite(tmp_path, names=("dense", crash, "linear"), tokens="16, 64")
+    result = invoke("sweep", str(suite), "--out", str(tmp_path / "run"), "--no-report", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    frame = assert_complete(tmp_path / "run", 6)
+    statuses = {name: set(group) for name, group in frame.groupby("attention")["status"]}
+    assert statuses == {"dense": {"ok"}, "linear": {"ok"}, crash: {"crashed"}}
+
+
+def test_kill_9_of_the_orchestrator_with_workers_then_resume_loses_nothing(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    suite = tiny_suite(tmp_path, names=("dense", "rpattention", "linear", "efficient"), tokens="16, 64")
+    suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rpbench", "sweep", str(suite), "--out", str(out), "--no-report",
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # kill once some passes are journalled, before every case is final
+            journal = out / "passes.jsonl"
+            if journal.exists() and journal.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the sweep did not journal passes in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    results = out / "results.csv"
+    before = len(results.read_text().splitlines()) - 1 if results.exists() else 0
+    assert before < 8  # killed mid-run
+    result = invoke("sweep", "--resume", str(out), "--no-report", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    frame = assert_complete(out, 8)
+    assert (frame["status"] == "ok").all()

@@ -17,7 +17,6 @@ import math
 import re
 import shlex
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,12 +24,12 @@ import pandas as pd
 
 from ..measure.runner import device_names
 from ..measure.sweep import run_sweep
-from ..core.case import DEVICES, safe_name
+from ..core.case import safe_name
 from ..core.errors import UsageError
 from ..results import store
 from ..results.resume import RunRecord, recorded_run
 from ..suites import filter_cases, find_suite, load_suite
-from ..suites.fields import cuda_missing, resolve_device
+from ..suites.fields import resolve_device_choice
 
 SuiteSource = str | Path | Mapping[str, Any]
 
@@ -60,11 +59,11 @@ def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | No
             started = recorded_run(run_dir)
             filter = started.get("filter") if filter is None else filter
             device = started.get("device") if device is None else device
-        loaded = load_suite(path, device_override=_device(device))
+        loaded = load_suite(path, device_override=resolve_device_choice(device, "device="))
         cases = filter_cases(loaded.cases, filter)
         if not cases:
             raise UsageError(f"filter {filter!r} matches none of the suite's {len(loaded.cases)} cases")
-        run_dir = run_dir or Path("results") / f"{safe_name(loaded.name)}-{datetime.now():%Y%m%d-%H%M%S}"
+        run_dir = run_dir or store.default_run_dir(loaded.name)
         command = ["rpbench.sweep", str(suite if not isinstance(suite, Mapping) else loaded.name), str(run_dir)]
         record = RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(), filter=filter,
                            device=device, command=shlex.join(command), device_names=device_names(cases))
@@ -174,18 +173,6 @@ def _suite_file(suite: SuiteSource, scratch: Path) -> Path:
         path.write_text(to_toml(suite), encoding="utf-8")
         return path
     return find_suite(str(suite))
-
-
-def _device(device: str | None) -> str | None:
-    """The device every case runs on (None: the suite's own); UsageError for a GPU that is not there."""
-    if device is None:
-        return None
-    if device not in DEVICES:
-        raise UsageError(f"device={device!r} is not one of {', '.join(DEVICES)}")
-    resolved = resolve_device(device)
-    if resolved == "cuda" and cuda_missing():
-        raise UsageError("device='cuda': torch sees no CUDA GPU here (use 'cpu' or 'auto')")
-    return resolved
 
 
 __all__ = ["bench", "sweep", "to_toml"]

@@ -17,7 +17,6 @@ import typer
 
 from ..core.case import COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MODES, PRECISIONS, CaseFlags
 from ..core.timing import TIMERS
-from ..core.errors import UsageError
 from ..core.schema import EXPORT_FORMATS, METRIC_COLUMNS
 
 
@@ -40,17 +39,9 @@ ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
 
 def resolve_device_flag(device: str | None) -> str | None:
     """auto/cuda/cpu -> the device to run on (None: the suite decides); one error line for a missing GPU."""
-    if device is None:
-        return None
-    from ..suites.fields import resolve_device
+    from ..suites.fields import resolve_device_choice
 
-    resolved = resolve_device(device)
-    if resolved == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
-    return resolved
+    return resolve_device_choice(device, "--device ")
 
 
 def plain(value: Any) -> Any:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -12,17 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from ..core.case import Case, safe_name
+from ..core.case import Case
 from ..core.timing import TIMERS
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
 from .app import command, console, err_console
 from .options import DEVICE_HELP, TIMER_HELP, Device, TimerName, plain, resolve_device_flag
-
-
-def default_run_dir(suite_name: str, root: Path = Path("results")) -> Path:
-    """results/<suite name as a safe dir name>-<time>: never outside `root`, whatever the suite calls itself."""
-    return root / f"{safe_name(suite_name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 @command()
@@ -87,7 +81,7 @@ def sweep(
     cases = filter_cases(loaded.cases, filter_)
     if not cases:
         raise UsageError(f"--filter {filter_!r} matches none of the suite's {len(loaded.cases)} cases")
-    run_dir = resume or out or default_run_dir(loaded.name)
+    run_dir = resume or out or store.default_run_dir(loaded.name)
     recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
     recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
     recorded += [f"--timer={plain(timer)}"] * bool(timer)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from ..core.case import safe_name
 from ..core.errors import ExecutionError, ResultsError
 from ..core.measurement import Measurement, Round
 from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
@@ -259,6 +260,11 @@ def suite_copy(run_dir: str | Path) -> Path:
     if not found:
         raise ResultsError(f"--resume {run_dir}: not a results dir of rpbench (no {SUITE} inside)")
     return path
+
+
+def default_run_dir(suite_name: str, root: Path = Path("results")) -> Path:
+    """results/<suite name as a safe dir name>-<time>: never outside `root`, whatever the suite calls itself."""
+    return root / f"{safe_name(suite_name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def make_dir(path: str | Path, flag: str) -> Path:

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from ..core.case import (COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MAX_INPUT_ELEMENTS, MODES, PRECISIONS,
                          SIZE_LIMITS)
-from ..core.errors import SuiteError
+from ..core.errors import SuiteError, UsageError
 
 
 def suite_error(path: Path, key: str, message: str) -> SuiteError:
@@ -82,6 +82,20 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device_choice(device: str | None, flag: str = "--device ") -> str | None:
+    """A device asked for by a flag or argument (auto, cuda, cpu) -> the device every case runs on (None: the suite
+    decides); UsageError with one line for another value or for cuda without a GPU. `flag` is how the caller
+    spells the setting before its value ("--device " on the command line, "device=" in Python)."""
+    if device is None:
+        return None
+    if device not in DEVICES:
+        raise UsageError(f"{flag}{device!r} is not one of {', '.join(DEVICES)}")
+    resolved = resolve_device(device)
+    if resolved == "cuda" and cuda_missing():
+        raise UsageError(f"{flag}cuda: torch sees no CUDA GPU here (use {flag}cpu or auto)")
+    return resolved
 
 
 def cuda_missing() -> bool:

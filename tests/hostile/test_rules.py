@@ -13,7 +13,7 @@ from rpbench.measure.notes import capped as _capped
 from rpbench.measure.runner import is_out_of_memory
 from rpbench.measure.timing import MAX_TIMED_S, _sample_count
 from rpbench.cli import app
-from rpbench.cli.sweep import default_run_dir
+from rpbench.results.store import default_run_dir
 from rpbench.core.case import Timing, safe_name
 from rpbench.views.export import to_markdown
 from rpbench.views.figures import as_text, build_figures

@@ -25,6 +25,7 @@ from ._registry import (
     register,
 )
 from ._plugins import ENTRY_POINT_GROUP, is_reference, plugin_failures
+from ._plugins import failure as plugin_failure
 from .flop_count import count_flops
 
 # One module per mechanism; each registers its AttentionSpec when imported.
@@ -56,6 +57,7 @@ __all__ = [
     "builtin",
     "count_flops",
     "is_reference",
+    "plugin_failure",
     "plugin_failures",
     "register",
     "spec",

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from ._plugins import _failures, is_reference, load_entry_points, load_reference
+from ._plugins import failure, is_reference, load_entry_points, load_reference
 from ._registry import _REGISTRY, AttentionSpec, Grid, UnsupportedConfig, lookup
 
 
@@ -27,9 +27,9 @@ def spec(name: str) -> AttentionSpec:
     load_entry_points()
     if name not in _REGISTRY and is_reference(name):
         return load_reference(name)
-    for label, reason in _failures.items():
-        if name not in _REGISTRY and label.startswith(f"{name} ("):
-            raise UnsupportedConfig(f"plugin {label} failed to load: {reason}")
+    failed = failure(name)
+    if failed:
+        raise UnsupportedConfig(failed)
     return lookup(_REGISTRY, name, "attention")
 
 

@@ -28,8 +28,7 @@ from typing import Any
 from ._registry import AttentionSpec, UnsupportedConfig, _add, registered, specs_with_factory
 
 ENTRY_POINT_GROUP = "rpbench.attentions"
-_ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")  # pkg.module, or Factory.attr
 
 _failures: dict[str, str] = {}
 _entry_points_loaded = False
@@ -44,6 +43,17 @@ def plugin_failures() -> dict[str, str]:
     """Installed plugins (entry points) that could not be loaded: 'name (value)' -> the reason, one line."""
     load_entry_points()
     return dict(_failures)
+
+
+def failure(name: str) -> str | None:
+    """Why the installed plugin `name` is missing from the registry (one line), or None when it did not fail."""
+    load_entry_points()
+    if registered(name) is not None:
+        return None
+    for label, reason in _failures.items():
+        if label.startswith(f"{name} ("):
+            return f"plugin {label} failed to load: {reason}"
+    return None
 
 
 def _one_line(err: BaseException) -> str:
@@ -73,9 +83,9 @@ def _import_file(path: Path) -> Any:
 
 def _split(reference: str) -> tuple[str, str]:
     where, _, attribute = reference.rpartition(":")
-    if not where or not _ATTRIBUTE.match(attribute):
+    if not where or not _DOTTED.match(attribute):
         raise UnsupportedConfig(f"plugin {reference}: write it as pkg.module:Factory or path/to/file.py:Factory")
-    if not where.endswith(".py") and not _MODULE.match(where):
+    if not where.endswith(".py") and not _DOTTED.match(where):
         raise UnsupportedConfig(f"plugin {reference}: {where!r} is neither a module path (pkg.module) nor a .py file")
     return where, attribute
 

@@ -20,6 +20,7 @@ from ..results.store import RunWriter
 from . import isolated
 from .profile import trace_case
 from .rounds import measure_in_rounds
+from .workload import forces_fastest_sdpa
 from .runner import ContextLost
 
 
@@ -84,18 +85,13 @@ def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Cas
             on_trace(case)
         backend = row.sdpa_backend if isinstance(row.sdpa_backend, str) and row.sdpa_backend in SDPA_BACKENDS else None
         try:
-            path, notes = trace_case(case, writer, backend if _forced(case) else None)
+            path, notes = trace_case(case, writer, backend if forces_fastest_sdpa(case) else None)
         except ExecutionError as err:
             writer.link_trace(case.case_id, note=str(err))
             continue
         writer.link_trace(case.case_id, trace=path, note="; ".join(f"trace: {note}" for note in notes) or None)
         traced += 1
     return traced
-
-
-def _forced(case: Case) -> bool:
-    """dense with backend=auto was timed with the fastest backend forced: its trace must force the same one."""
-    return case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto"
 
 
 def run_sweep(

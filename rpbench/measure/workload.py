@@ -181,11 +181,14 @@ def make_workload(case: Case, describe: bool = True) -> Workload:
     return make_backbone_workload(case, describe) if case.scope == "backbone" else make_layer_workload(case)
 
 
+def forces_fastest_sdpa(case: Case) -> bool:
+    """`dense` with backend=auto is measured with the fastest SDPA backend that runs here, forced."""
+    return case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto"
+
+
 def apply_fastest_sdpa(case: Case, work: Workload) -> str | None:
-    """`dense` with backend=auto is measured with the fastest SDPA backend that runs here; returns the note."""
-    if case.scope == "layer" and case.attention == "dense" and case.knob_dict.get("backend") == "auto":
-        return choose_fastest_sdpa(work, case.device)
-    return None
+    """Force the fastest SDPA backend where `forces_fastest_sdpa`; returns the note saying which."""
+    return choose_fastest_sdpa(work, case.device) if forces_fastest_sdpa(case) else None
 
 
 def choose_fastest_sdpa(work: Workload, device: str) -> str:

@@ -53,12 +53,11 @@ def attention_entries(path: Path, entries: Any,
 
 
 def _failed_plugin(name: str) -> str | None:
-    """Why plugin `name` cannot be used (one line), or None when `name` is no plugin at all."""
-    failures = attentions.plugin_failures()
-    if not attentions.is_reference(name) and not any(label.startswith(f"{name} (") for label in failures):
-        return None
+    """Why plugin `name` cannot be used (one line), or None when it can or `name` is no plugin at all."""
+    if not attentions.is_reference(name):
+        return attentions.plugin_failure(name)
     try:
-        attentions.spec(name)
+        attentions.spec(name)  # imports the reference on first use
     except attentions.UnsupportedConfig as err:
         return str(err)
     return None

@@ -23,12 +23,12 @@ SLOWDOWN_POLICIES = ("thermal", "board_limit", "reliability")
 
 @dataclass(frozen=True)
 class GpuReading:
-    """NVML readings at one moment; None where the board or driver cannot report a value."""
+    """NVML readings at one moment, outside every timed window (whether clocks were limited is read during the
+    windows: ClockWindow); None where the board or driver cannot report a value."""
 
     sm_clock_mhz: float | None = None
     temp_c: float | None = None
     power_w: float | None = None
-    throttled: bool = False
 
 
 @dataclass(frozen=True)

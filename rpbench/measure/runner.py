@@ -247,10 +247,9 @@ def _too_far(case: Case, error: float | None) -> bool:
 
 
 def _reading(gpu: int) -> GpuReading:
-    """SM clock, temperature, power and throttle state now (NVML; a handful of reads, never inside timing)."""
+    """SM clock, temperature and power now (NVML; a handful of reads, never inside timing)."""
     snap = telemetry.snapshot(gpu)
-    return GpuReading(sm_clock_mhz=snap.get("sm_clock_mhz"), temp_c=snap.get("temp_c"), power_w=snap.get("power_w"),
-                      throttled=bool(snap.get("throttled")))
+    return GpuReading(sm_clock_mhz=snap.get("sm_clock_mhz"), temp_c=snap.get("temp_c"), power_w=snap.get("power_w"))
 
 
 def _energy_per_call(gpu: int, work: Workload, timing: Timing) -> tuple[float | None, float | None]:

@@ -25,7 +25,7 @@ def test_a_cuda_measurement_fills_the_telemetry_columns():
         case=LAYER, suite="s", status="ok", notes=("auto backend", "", "energy ok"), samples=(1.0, 2.0, 3.0),
         timer="cuda_event", device_name="NVIDIA H100 80GB HBM3", threads=16, started_at="t", elapsed_s=1.5,
         params=100, flops_analytic=10, flops_counted=12, sdpa_backend="flash", memory=MemoryPeak(5.0, 64.0),
-        gpu=GpuTelemetry(GpuReading(1980.0, 40.0, 100.0, False), GpuReading(1755.0, 60.0, 650.0, True), 0.5, 1.2),
+        gpu=GpuTelemetry(GpuReading(1980.0, 40.0, 100.0), GpuReading(1755.0, 60.0, 650.0), 0.5, 1.2),
         rounds=(Round((1.0, 2.0, 3.0), gpu=ClockWindow(12, 1.1, 1710.0, 1755.0, 71.0, 640.0, ("sw_power_cap",),
                                                         (("power", 300.0), ("thermal", 0.0)))),),
     )
@@ -34,7 +34,7 @@ def test_a_cuda_measurement_fills_the_telemetry_columns():
     assert row["notes"] == "auto backend; energy ok" and row["knobs"] == json.dumps({"m": 4, "tau": 1.0})
     assert (row["sm_clock_start_mhz"], row["sm_clock_end_mhz"], row["temp_end_c"], row["power_end_w"]) == (
         1980.0, 1755.0, 60.0, 650.0)
-    # the end snapshot said "throttled"; only what was read during the timed windows decides
+    # only what was read during the timed windows decides `throttled`
     assert row["throttled"] is False and row["power_capped"] is True and row["clock_reasons"] == "sw_power_cap"
     assert (row["sm_clock_min_mhz"], row["sm_clock_median_mhz"], row["temp_max_c"], row["power_median_w"]) == (
         1710.0, 1755.0, 71.0, 640.0)

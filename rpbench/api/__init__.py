@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from ..measure.isolated import gpu_slots
 from ..measure.runner import device_names
 from ..measure.sweep import run_sweep
 from ..core.case import safe_name
@@ -36,7 +37,7 @@ SuiteSource = str | Path | Mapping[str, Any]
 
 def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | None = None,
           filter: str | None = None, resume: bool = False, profile: bool = False, isolate: bool = False,
-          case_timeout_s: float = 900.0, workers: int = 1) -> pd.DataFrame:
+          case_timeout_s: float = 900.0, workers: int = 1, gpus: str | Sequence[int] | None = None) -> pd.DataFrame:
     """Run a suite and return its results table.
 
     suite: a shipped suite's name ("quick"), a path to a suite .toml, or a dict with the tables of a suite file
@@ -47,6 +48,7 @@ def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | No
     profile: also write a profiler trace per timed case (after all cases are timed).
     isolate: every pass in a fresh process, killed after case_timeout_s (`rpbench sweep --isolate`).
     workers: that many isolated passes at a time (implies isolate; `rpbench sweep --workers`).
+    gpus: one isolated worker per GPU, "all" or a list of torch's GPU numbers (`rpbench sweep --gpus`).
 
     The returned DataFrame has `attrs["run_dir"]`.
     """
@@ -67,13 +69,18 @@ def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | No
         command = ["rpbench.sweep", str(suite if not isinstance(suite, Mapping) else loaded.name), str(run_dir)]
         record = RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(), filter=filter,
                            device=device, command=shlex.join(command), device_names=device_names(cases))
-        isolate = isolate or workers != 1
+        if gpus is not None and workers != 1:
+            raise UsageError("give gpus= (one worker per GPU) or workers=, not both")
+        slots = None if gpus is None else gpu_slots(gpus if isinstance(gpus, str) else ",".join(map(str, gpus)))
+        if slots is not None and any(case.device != "cuda" for case in cases):
+            raise UsageError("gpus=: every case must run on cuda (give device='cuda')")
+        isolate = isolate or workers != 1 or slots is not None
         if isolate and not 1 <= case_timeout_s <= 86400:
             raise UsageError(f"case_timeout_s={case_timeout_s!r}: must be between 1 and 86400 seconds")
         if not isinstance(workers, int) or not 1 <= workers <= 64:
             raise UsageError(f"workers={workers!r}: must be an integer between 1 and 64")
         run_sweep(loaded, cases, run_dir, record, resume=resume, profile=profile,
-                  isolate_timeout_s=case_timeout_s if isolate else None, workers=workers)
+                  isolate_timeout_s=case_timeout_s if isolate else None, workers=workers, gpus=slots)
     frame = store.load(run_dir)
     frame.attrs["run_dir"] = str(run_dir)
     return frame

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -16,7 +16,7 @@ from ..core.timing import TIMERS
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
 from .app import command, console, err_console
-from .options import DEVICE_HELP, TIMER_HELP, Device, TimerName, plain, resolve_device_flag
+from .options import DEVICE_HELP, TIMER_HELP, Device, Launcher, TimerName, plain, resolve_device_flag
 
 
 @command()
@@ -49,18 +49,53 @@ def sweep(
                                 "1 to 64), the suite's CPU threads split between them; this process stays the only "
                                 "writer of the run dir. Passes side by side on one CPU disturb each other: their rows "
                                 "say so."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="Run one isolated worker per GPU: `all` or torch's "
+                                       "numbers, comma-separated (`0,1,3`). Each worker sees only its GPU "
+                                       "(CUDA_VISIBLE_DEVICES), takes one case at a time and keeps it for all its "
+                                       "passes; the CPU threads are split between workers. Implies --isolate; every "
+                                       "case must run on cuda."),
+    launcher: Launcher = typer.Option("none", "--launcher", help="none: measure here. slurm: submit the cases as a "
+                                      "SLURM job array through submitit (one GPU per task) and return at once; follow "
+                                      "with `rpbench status RUN_DIR`, merge with `rpbench collect RUN_DIR`. local: the "
+                                      "same array as processes on this machine (submitit's local executor). The "
+                                      "suite's [launcher] table gives defaults for the options below."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="With --launcher slurm: the partition."),
+    account: Optional[str] = typer.Option(None, "--account", help="With --launcher slurm: the account charged."),
+    time_min: Optional[int] = typer.Option(None, "--time", help="With --launcher: each task's time limit, minutes "
+                                           "(default 60)."),
+    tasks: Optional[int] = typer.Option(None, "--tasks", help="With --launcher: split the cases into this many "
+                                        "array tasks, longest first (default: one task per case)."),
+    max_running: Optional[int] = typer.Option(None, "--max-running", help="With --launcher slurm: at most this "
+                                              "many tasks at once (sbatch --array=…%N)."),
+    sbatch: Optional[List[str]] = typer.Option(None, "--sbatch", help="With --launcher slurm: another sbatch option "
+                                               "as KEY=VALUE (`--sbatch constraint=h100 --sbatch qos=high`); "
+                                               "repeatable."),
 ) -> None:
     """Measure every case of a suite; one row per case is appended to results.csv as soon as it finishes."""
     from ..results import resume as resume_rules
     from ..results import store
     from ..suites import filter_cases, find_suite, load_suite
+    from ..suites.fields import cases_for_elsewhere
 
-    device = plain(device)
+    device, launcher = plain(device), plain(launcher)
+    from . import cluster
+
+    launch_flags = cluster.launch_flags(partition=partition, account=account, time_min=time_min, tasks=tasks,
+                                        max_running=max_running, sbatch=sbatch)
+    if resume is not None and cluster.relaunch_if_launched(resume, launcher, launch_flags):
+        return
+    if launcher == "none" and launch_flags:
+        raise UsageError(f"{cluster.flag_names(launch_flags)}: only with --launcher slurm (or local)")
     if not 1 <= case_timeout <= 86400:  # nan fails both comparisons
         raise UsageError(f"--case-timeout {case_timeout:g}: must be between 1 and 86400 seconds")
     if not 1 <= workers <= 64:
         raise UsageError(f"--workers {workers}: must be between 1 and 64")
-    isolate = isolate or workers > 1
+    if gpus is not None and workers != 1:
+        raise UsageError("give --gpus (one worker per GPU) or --workers N, not both")
+    from ..measure.isolated import gpu_slots
+
+    slots = gpu_slots(gpus) if gpus is not None else None
+    isolate = isolate or workers > 1 or slots is not None
     if resume is not None and out is not None:
         raise UsageError("give either --out or --resume, not both")
     if resume is not None:
@@ -73,7 +108,10 @@ def sweep(
         source = suite or str(kept)
     else:
         source = suite or "quick"
-    loaded = load_suite(find_suite(source), device_override=resolve_device_flag(device))
+    loaded = None if launcher != "none" else load_suite(find_suite(source), device_override=resolve_device_flag(device))
+    if launcher != "none":
+        with cases_for_elsewhere():  # the cases run on the cluster's nodes, not here
+            loaded = load_suite(find_suite(source), device_override=cluster.launch_device(device, launcher))
     if timer is not None:
         if plain(timer) not in TIMERS:
             raise UsageError(f"--timer {timer!r} is not one of {', '.join(TIMERS)}")
@@ -81,21 +119,34 @@ def sweep(
     cases = filter_cases(loaded.cases, filter_)
     if not cases:
         raise UsageError(f"--filter {filter_!r} matches none of the suite's {len(loaded.cases)} cases")
+    on_cpu = sum(case.device != "cuda" for case in cases)
+    if slots is not None and on_cpu:
+        raise UsageError(f"--gpus: {on_cpu} of the {len(cases)} cases run on the CPU; give --device cuda, or use "
+                         f"--workers N for CPU cases")
     run_dir = resume or out or store.default_run_dir(loaded.name)
     recorded = ["rpbench", "sweep", source, "--resume" if resume else "--out", str(run_dir)]
     recorded += [f"--device={device}"] * bool(device) + [f"--filter={filter_}"] * bool(filter_)
     recorded += [f"--timer={plain(timer)}"] * bool(timer)
+    if launcher != "none":
+        if gpus is not None or workers != 1 or resume is not None:
+            raise UsageError("--launcher runs one case per task on the cluster's GPUs: leave out --gpus, --workers "
+                             "and --resume (resume a launched run with `rpbench sweep --resume RUN_DIR`)")
+        recorded += [f"--launcher={launcher}"]
+        cluster.launch_sweep(loaded, cases, run_dir, recorded, filter_, launcher, launch_flags, profile,
+                             case_timeout if isolate else None)
+        return
     from ..measure.runner import device_names
 
     record = resume_rules.RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(),
                                     filter=filter_, device=device, command=shlex.join(recorded),
                                     device_names=device_names(cases))
     _sweep_with_progress(loaded, cases, run_dir, record, resume is not None, profile, report,
-                         case_timeout if isolate else None, workers)
+                         case_timeout if isolate else None, workers, slots)
 
 
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
-                         report: bool, isolate_timeout_s: float | None = None, workers: int = 1) -> None:
+                         report: bool, isolate_timeout_s: float | None = None, workers: int = 1,
+                         gpus: list[str] | None = None) -> None:
     from ..analysis import flag_summary, prepare
     from ..measure.sweep import run_sweep
     from ..results import store
@@ -107,7 +158,7 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     )
     rounds = loaded.timing.rounds
     console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} round{'s' * (rounds != 1)} "
-                                f"-> {run_dir}"))
+                                f"-> {run_dir}" + (f" (one worker on each of GPUs {', '.join(gpus)})" if gpus else "")))
     for line in loaded.warnings:
         err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
     busy = _busy_machine_warning(cases)
@@ -138,7 +189,7 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         with progress:
             outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
                                 on_measured=on_measured, profile=profile, on_trace=on_trace,
-                                isolate_timeout_s=isolate_timeout_s, workers=workers)
+                                isolate_timeout_s=isolate_timeout_s, workers=workers, gpus=gpus)
             progress.update(task, completed=progress.tasks[0].total)
     except KeyboardInterrupt:
         err_console.print(Text(f"interrupted; rows written so far are kept. Continue with: rpbench sweep --resume "

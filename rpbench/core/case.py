@@ -212,3 +212,4 @@ class Suite:
     timing: Timing
     cases: list[Case] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # one line per [[attention]] plugin left out (cannot load)
+    launcher: Any = None  # the [launcher] table as core.launch.LaunchSettings (None: the suite has none)

@@ -126,6 +126,8 @@ class Round:
     timer: str = ""  # the timer that took the samples (see measure.timing)
     note: str | None = None  # why it was timed otherwise than asked (a CUDA graph that could not be captured)
     gpu: ClockWindow | None = None  # what NVML saw of the GPU during the window (CUDA only)
+    host: str | None = None  # the machine the pass ran on (passes of one case may run in different processes)
+    device_uuid: str | None = None  # the GPU it ran on ('GPU-…', as nvidia-smi -L prints it); None on the CPU
 
     @property
     def median(self) -> float:
@@ -168,6 +170,8 @@ class Measurement:
     samples: tuple[float, ...] = ()
     timer: str = ""
     device_name: str | None = None
+    device_uuid: str | None = None  # the GPU of the first pass ('GPU-…'); None on the CPU
+    host: str | None = None  # the machine of the first pass
     threads: int | None = None
     started_at: str | None = None
     elapsed_s: float | None = None

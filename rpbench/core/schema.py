@@ -41,6 +41,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "channels_last": ("boolean", "backbone images and weights in channels_last memory format"),
     "device": ("string", "cuda | cpu"),
     "device_name": ("string", "GPU or CPU model"),
+    "device_uuid": ("string", "the GPU's UUID (GPU-…, as nvidia-smi -L prints it); empty on the CPU"),
+    "host": ("string", "the machine the case was measured on"),
     "threads": ("Int64", "torch intra-op threads (CPU)"),
     "status": ("string", "ok | inaccurate | oom | unsupported | nonfinite | error"),
     "notes": ("string", "reason for a non-ok status, or caveats about empty columns"),
@@ -132,6 +134,8 @@ ROUND_COLUMNS: dict[str, tuple[str, str]] = {
     "why": ("string", "what disturbed it"),
     "sm_clock_min_mhz": ("Float64", "lowest SM clock read during the pass (NVML)"),
     "clock_reasons": ("string", "clocks-event reasons seen during the pass"),
+    "host": ("string", "the machine the pass ran on"),
+    "device_uuid": ("string", "the GPU the pass ran on (GPU-…); empty on the CPU"),
 }
 
 # The headline metrics reports, speedups and compare can use: name -> the results column it reads.

@@ -66,20 +66,40 @@ def others_busy_cores(interval_s: float) -> float | None:
     return window.stop()[0]
 
 
+PARENT_ENV = "RPBENCH_PARENT"  # "<pid>:<1 if it holds a CUDA context>", set by a sweep for its worker processes
+
+
 def gpu_others(cuda_index: int) -> int | None:
-    """Processes on torch's `cuda:<cuda_index>` other than this one; None when NVML cannot list them.
+    """Processes on torch's `cuda:<cuda_index>` other than this one (and, in a worker, the sweep that started it);
+    None when NVML cannot list them.
 
     Once this process holds a CUDA context it is on the list; in a container NVML reports host pids, and then the
-    list does not show our pid: one entry is taken to be us. Before our context exists, every entry is another.
+    list does not show our pid: one entry is taken to be us (and one our sweep's, when it holds a context). Before
+    our context exists, every entry is another.
     """
     nvml_index = telemetry.nvml_index_for_cuda_device(cuda_index)
     processes = None if nvml_index is None else telemetry.gpu_processes(nvml_index)
     if processes is None:
         return None
     pids = [p["pid"] for p in processes]
-    if os.getpid() in pids:
-        return len(pids) - 1
-    return max(0, len(pids) - 1) if _holds_cuda_context() else len(pids)
+    parent_pid, parent_context = _parent()
+    ours = {os.getpid(), parent_pid} & set(pids)
+    if ours:
+        return len(pids) - len(ours)
+    return max(0, len(pids) - _holds_cuda_context() - parent_context)
+
+
+def _parent() -> tuple[int | None, bool]:
+    """The sweep process that started this worker, and whether it held a CUDA context then (see PARENT_ENV)."""
+    pid, _, context = os.environ.get(PARENT_ENV, "").partition(":")
+    return (int(pid) if pid.isdigit() else None), context == "1"
+
+
+def parent_env() -> dict[str, str]:
+    """PARENT_ENV for a worker this process starts."""
+    import torch
+
+    return {PARENT_ENV: f"{os.getpid()}:{int(torch.cuda.is_initialized())}"}
 
 
 def _holds_cuda_context() -> bool:

@@ -189,6 +189,19 @@ def _torch_device_ids(cuda_index: int) -> tuple[tuple[int, int, int] | None, str
     return pci, _normalise_uuid(None if uuid is None else str(uuid))
 
 
+def device_uuid(cuda_index: int | None) -> str | None:
+    """'GPU-<uuid>' (as nvidia-smi -L and NVML print it) of torch's `cuda:<cuda_index>`; None off CUDA or unknown."""
+    if cuda_index is None:
+        return None
+    try:
+        import torch
+
+        uuid = getattr(torch.cuda.get_device_properties(cuda_index), "uuid", None)
+    except Exception:
+        return None
+    return None if uuid is None else f"GPU-{uuid}"
+
+
 def _from_visible_devices(cuda_index: int, count: int) -> int | None:
     """Apply CUDA_VISIBLE_DEVICES (ordinals or GPU-UUID prefixes) when torch could not identify the device."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -11,9 +11,10 @@ is written.
 """
 from __future__ import annotations
 
+import queue
 import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
@@ -43,6 +44,7 @@ class _Progress:
     final: bool = False
     lost: str | None = None  # why the device was lost while measuring this case
     regular: int = 0  # passes of the rounds taken (earlier ones included), retries not counted
+    slot: int | None = None  # with several workers: the one (the GPU) that took its first pass here, and takes the rest
 
     def clean(self) -> int:
         return sum(not r.disturbed for r in self.rounds)
@@ -92,14 +94,16 @@ def measure_in_rounds(
 
     `on_start(case, pass number, passes planned)` precedes every pass (the plan grows when a retry is added);
     `pause(case)` runs between passes (the cool-down); `on_pass(case, index, round)` follows every pass;
-    `earlier` holds passes a killed sweep took of these cases. `first_pass(case, timing, suite)` and
-    `later_pass(case, timing, like, retry=)` measure (default: in this process, `run_case` / `measure_again`;
-    `rpbench.measure.isolated` runs each in a fresh process). With `workers` > 1, the passes of a round run
-    `workers` at a time (they must run out of process: `isolated`), without pauses between them; `cancel()` kills
-    the passes still running when the sweep stops early.
+    `earlier` holds passes a killed sweep took of these cases. `first_pass(case, timing, suite, slot)` and
+    `later_pass(case, timing, like, retry=, slot=)` measure (default: in this process, `run_case` / `measure_again`;
+    `rpbench.measure.isolated` runs each in a fresh process). With `workers` > 1, the passes of a round run on
+    `workers` slots at a time (they must run out of process: `isolated`), without pauses between them: a case's
+    first pass takes the first free slot, and its later passes wait for that same slot (one GPU per case, see
+    `run_parallel`); `cancel()` kills the passes still running when the sweep stops early.
     """
-    first_pass = first_pass or (lambda case, timing, suite: run_case(case, timing, suite=suite))
-    later_pass = later_pass or measure_again
+    first_pass = first_pass or (lambda case, timing, suite, slot=0: run_case(case, timing, suite=suite))
+    later_pass = later_pass or (lambda case, timing, like, retry=False, slot=0:
+                                measure_again(case, timing, like, retry=retry))
     progress = {case.case_id: _Progress(case, retries_left=timing.retries) for case in cases}
     for case_id, passes in (earlier or {}).items():
         if case_id in progress:  # at most rounds - 1 of them: the full measurement still to come is one too
@@ -117,15 +121,15 @@ def measure_in_rounds(
         if on_start is not None:
             on_start(state.case, taken, planned)
 
-    def execute(state: _Progress, retry: bool) -> tuple[object, float]:
-        """One pass of a case, no bookkeeping (so passes of different cases may run side by side): the first
-        pass's Measurement, a later pass's Round, or the exception a later pass raised; and its seconds."""
+    def execute(state: _Progress, retry: bool, slot: int = 0) -> tuple[object, float]:
+        """One pass of a case on `slot`, no bookkeeping (so passes of different cases may run side by side): the
+        first pass's Measurement, a later pass's Round, or the exception a later pass raised; and its seconds."""
         began = time.perf_counter()
         if state.first is None:
-            found: object = first_pass(state.case, timing, suite)
+            found: object = first_pass(state.case, timing, suite, slot)
         else:
             try:
-                found = later_pass(state.case, timing, state.first, retry=retry)
+                found = later_pass(state.case, timing, state.first, retry=retry, slot=slot)
             except Exception as err:
                 found = err
         return found, time.perf_counter() - began
@@ -172,31 +176,57 @@ def measure_in_rounds(
         return state.final or not state.first.timed or (last_round and not state.wants_retry(timing.rounds))
 
     def run_batch(states: list[_Progress], retry: bool, last_round: bool) -> None:
-        """Passes of different cases: one after another, or on `workers` threads (each pass then runs in a process
-        of its own, see isolated); the bookkeeping stays here, in one thread, in the order passes end."""
-        if workers <= 1:
-            for state in states:
-                take(state, retry)
-                if done(state, last_round):
-                    finish(state)
-            return
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpbench-worker")
+        """Passes of different cases: one after another, or on `workers` slots at once (each pass then runs in a
+        process of its own, see isolated); the bookkeeping stays here, in one thread, in the order passes end."""
+        if workers > 1:
+            return run_parallel(states, retry, last_round)
+        for state in states:
+            take(state, retry)
+            if done(state, last_round):
+                finish(state)
+
+    def run_parallel(states: list[_Progress], retry: bool, last_round: bool) -> None:
+        """One thread per slot pulls passes from one queue (the round's order): a pass of a case that has a slot
+        waits for it, one without takes the first free slot. Nothing on a slot runs beside its own pass."""
+        pending, lock, ended, stop = list(states), threading.Lock(), queue.Queue(), threading.Event()
+
+        def serve(slot: int) -> None:
+            while not stop.is_set():
+                with lock:
+                    state = next((s for s in pending if s.slot in (None, slot)), None)
+                    if state is None:
+                        return
+                    pending.remove(state)
+                    state.slot = slot
+                try:
+                    ended.put((state, *execute(state, retry, slot)))
+                except BaseException as err:  # a bug in a pass function: the sweep stops with it
+                    ended.put((state, err, None))
+                    return
+
+        for state in states:
+            starting(state)
+        threads = [threading.Thread(target=serve, args=(slot,), name=f"rpbench-slot-{slot}", daemon=True)
+                   for slot in range(workers)]
+        for thread in threads:
+            thread.start()
         try:
-            futures = {}
-            for state in states:
-                starting(state)
-                futures[pool.submit(execute, state, retry)] = state
-            for future in as_completed(futures):
-                state = futures[future]
-                record(state, *future.result(), retry)
+            for _ in states:
+                state, found, elapsed = ended.get()
+                if elapsed is None:
+                    raise found
+                record(state, found, elapsed, retry)
                 if done(state, last_round):
                     finish(state)
         except BaseException:
+            stop.set()
             if cancel is not None:
                 cancel()  # the worker processes of passes still running: nothing waits for them
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
 
     for index in range(timing.rounds):
         last_round = index == timing.rounds - 1

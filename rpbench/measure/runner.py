@@ -5,6 +5,7 @@ A failing case becomes a Measurement with a status (unsupported, oom, nonfinite,
 from __future__ import annotations
 
 import gc
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -52,6 +53,8 @@ def run_case(case: Case, timing: Timing, suite: str = "") -> Measurement:
         "suite": suite,
         "timer": TIMER_NAMES[case.device],
         "device_name": device_name(case.device),
+        "device_uuid": telemetry.device_uuid(torch.cuda.current_device() if case.device == "cuda" else None),
+        "host": socket.gethostname(),
         "threads": torch.get_num_threads(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "timing": timing,
@@ -176,7 +179,7 @@ def timed_round(case: Case, timing: Timing, work: Workload, retry: bool = False)
     with LoadMonitor(own_threads, cuda_index) as monitor, GpuWatch(cuda_index) as watch, pinned_sdpa(case, work):
         samples, timer, note = timed_samples(work.step, work.reset, case.device, timing)
     return Round(samples=tuple(samples), load=monitor.load, retry=retry, started_at=began, timer=timer,
-                 note=note, gpu=watch.window)
+                 note=note, gpu=watch.window, host=socket.gethostname(), device_uuid=telemetry.device_uuid(cuda_index))
 
 
 def same_timer(timing: Timing, like: Measurement) -> Timing:

@@ -11,7 +11,7 @@ import torch
 
 from attentions.dense import SDPA_BACKENDS
 
-from ..core.case import Case, Suite
+from ..core.case import Case, Suite, Timing
 from ..core.errors import ExecutionError
 from ..core.measurement import Measurement
 from ..machine import ceilings, environment
@@ -58,17 +58,22 @@ def cooldown_seconds(suite: Suite, case: Case) -> float:
     return 1.0 if case.device == "cuda" else 0.0
 
 
-def _passes(isolate_timeout_s: float | None, workers: int) -> dict[str, Any]:
-    """How passes run: in this process (no arguments), or each in a fresh process killed after the timeout;
-    with `workers` > 1, that many at a time, the CPU threads split between them."""
+def _passes(isolate_timeout_s: float | None, workers: int, gpus: list[str] | None = None) -> dict[str, Any]:
+    """How passes run: in this process (no arguments), or each in a fresh process killed after the timeout; with
+    `workers` > 1 (or one per GPU of `gpus`, pinned by CUDA_VISIBLE_DEVICES), that many at a time, the CPU threads
+    split between them."""
     if isolate_timeout_s is None:
         return {}
-    threads = max(1, torch.get_num_threads() // workers)
-    return {"first_pass": lambda case, timing, name: isolated.run_first(case, timing, name, isolate_timeout_s,
-                                                                        threads),
-            "later_pass": lambda case, timing, like, retry=False: isolated.run_again(case, timing, like, retry,
-                                                                                     isolate_timeout_s, threads),
-            "workers": workers, "cancel": isolated.kill_all}
+    slots = [{isolated.GPU_ENV: gpu} for gpu in gpus] if gpus else [{} for _ in range(workers)]
+    threads = max(1, torch.get_num_threads() // len(slots))
+
+    def first(case: Case, timing: Timing, name: str, slot: int = 0) -> Measurement:
+        return isolated.run_first(case, timing, name, isolate_timeout_s, threads, slots[slot])
+
+    def later(case: Case, timing: Timing, like: Measurement, retry: bool = False, slot: int = 0):
+        return isolated.run_again(case, timing, like, retry, isolate_timeout_s, threads, slots[slot])
+
+    return {"first_pass": first, "later_pass": later, "workers": len(slots), "cancel": isolated.kill_all}
 
 
 def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Case], None] | None = None) -> int:
@@ -106,6 +111,7 @@ def run_sweep(
     on_trace: Callable[[Case], None] | None = None,
     isolate_timeout_s: float | None = None,
     workers: int = 1,
+    gpus: list[str] | None = None,
 ) -> SweepOutcome:
     """Measure every case not already final in run_dir, in rounds (`rpbench.measure.rounds`); each case is flushed
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
@@ -113,17 +119,19 @@ def run_sweep(
     `profile`, every timed case is traced once all timing is done (`on_trace(case)` precedes each trace), so no
     profiler session runs before a timed pass. With `isolate_timeout_s`, every pass runs in a fresh process
     (`rpbench.measure.isolated`) that is killed after that many seconds; `workers` of them at a time (the CPU
-    threads split between them). This process stays the only writer of the run dir."""
+    threads split between them), or one per GPU of `gpus` (CUDA_VISIBLE_DEVICES values, see
+    `isolated.gpu_slots`). This process stays the only writer of the run dir."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
         return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile, on_trace,
-                            isolate_timeout_s, workers)
+                            isolate_timeout_s, workers, gpus)
 
 
 def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: str,
                  on_start: Callable[[Case, int, int], None] | None,
                  on_measured: Callable[[Measurement], None] | None, profile: bool,
                  on_trace: Callable[[Case], None] | None = None,
-                 isolate_timeout_s: float | None = None, workers: int = 1) -> SweepOutcome:
+                 isolate_timeout_s: float | None = None, workers: int = 1,
+                 gpus: list[str] | None = None) -> SweepOutcome:
     done = writer.finished_case_ids()
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
@@ -145,7 +153,7 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
         measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
                           pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
                           on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
-                          earlier=writer.earlier_passes(), **_passes(isolate_timeout_s, workers))
+                          earlier=writer.earlier_passes(), **_passes(isolate_timeout_s, workers, gpus))
     except ContextLost as err:
         raise ExecutionError(f"{err}; the sweep stopped after writing that case as an error. Every row and pass "
                              f"taken so far is kept: continue in a new process with `rpbench sweep --resume "

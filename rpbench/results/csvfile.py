@@ -180,6 +180,22 @@ def read(path: Path, columns: Columns) -> pd.DataFrame:
     return frame
 
 
+def records(path: Path) -> list[dict[str, str]]:
+    """The complete records of an append-only CSV as written (strings, "" for empty), a partial last one left out;
+    [] when the file is missing or empty. For copying rows between run dirs without a round trip through dtypes."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise ResultsError(f"{path}: cannot read ({err.strerror or err})") from None
+    text = data[: complete_length(data)].decode("utf-8", errors="replace")
+    try:
+        return list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as err:
+        raise ResultsError(f"{path}: {err}; the file is damaged") from None
+
+
 def oserror_line(path: Path, err: OSError) -> str:
     return f"{path}: {err.strerror or err}"
 

@@ -62,6 +62,24 @@ class RunLock:
             self._handle = None
 
 
+def holder(run_dir: Path) -> str | None:
+    """Who writes `run_dir` now ('pid … on … since …: command'), or None when no process holds its lock. Takes no
+    lock and changes nothing."""
+    path = Path(run_dir) / LOCK
+    if fcntl is None or not path.is_file():
+        return None
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return _describe(handle.read())
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
 def _describe(text: str) -> str:
     try:
         holder = json.loads(text)

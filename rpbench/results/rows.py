@@ -40,6 +40,8 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         "channels_last": case.channels_last,
         "device": case.device,
         "device_name": measured.device_name,
+        "device_uuid": measured.device_uuid,
+        "host": measured.host,
         "threads": measured.threads,
         "status": measured.status,
         "notes": measured.note,
@@ -121,6 +123,7 @@ def round_rows(measured: Measurement) -> list[dict[str, Any]]:
             "disturbed": taken.disturbed, "why": "; ".join(taken.reasons()) or None,
             "sm_clock_min_mhz": None if taken.gpu is None else taken.gpu.sm_clock_min_mhz,
             "clock_reasons": None if taken.gpu is None else " ".join(taken.gpu.reasons) or None,
+            "host": taken.host, "device_uuid": taken.device_uuid,
         })
     return lines
 
@@ -162,7 +165,8 @@ def pass_from_line(line: str) -> tuple[str, int, Round] | None:
         if load is not None and not _plausible_load(load):
             return None
         found = Round(samples=samples, load=load, retry=bool(taken.get("retry")), started_at=taken.get("started_at"),
-                      timer=str(taken.get("timer") or ""), gpu=_window(taken.get("gpu")))
+                      timer=str(taken.get("timer") or ""), gpu=_window(taken.get("gpu")),
+                      host=_text_or_none(taken.get("host")), device_uuid=_text_or_none(taken.get("device_uuid")))
         return str(record["case_id"]), int(record["index"]), found
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -187,3 +191,7 @@ def _plausible_load(load: Load) -> bool:
 
     return (number(load.others_busy_cores) and number(load.window_s, False) and number(load.gpu_others)
             and isinstance(load.cores, int) and isinstance(load.own_threads, int))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -37,8 +37,8 @@ SUITE = "suite.toml"
 RUN = "run.json"
 REPORT = "report.html"
 TRACES = "traces"
-# What a run dir may hold besides traces/; a new sweep refuses a non-empty dir holding anything else.
-RUN_FILES = {RESULTS, SAMPLES, ROUNDS, PASSES, ENV, SUITE, RUN, REPORT, LOCK, TRACES}
+# What a run dir may hold (the last three: a launched run's, see `launched`); a new sweep refuses anything else.
+RUN_FILES = {RESULTS, SAMPLES, ROUNDS, PASSES, ENV, SUITE, RUN, REPORT, LOCK, TRACES, "launch.json", "tasks", "slurm"}
 
 
 class RunWriter:
@@ -125,6 +125,11 @@ class RunWriter:
         """A ready-made row and its samples (no passes recorded)."""
         self._write(row, plain_sample_rows(row["case_id"], samples), [])
 
+    def append_records(self, row: Mapping[str, Any], samples: list[dict[str, Any]],
+                       rounds: list[dict[str, Any]]) -> None:
+        """A row with its samples and passes as another run dir wrote them (`launched.collect`)."""
+        self._write(row, samples, rounds)
+
     def _write(self, row: Mapping[str, Any], samples: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
         """Passes and samples first, then the row: a row on disk always has its samples. A failed write (a full
         disk) stops with one line; what was written before stays, and a resume drops the partial record."""
@@ -205,14 +210,22 @@ def results_path(path: str | Path) -> Path:
     return csv_path
 
 
-def load(path: str | Path) -> pd.DataFrame:
-    """A results dir as a DataFrame with the schema's dtypes; one-line ResultsError when it is not one."""
+def read_results(path: str | Path) -> pd.DataFrame:
+    """results.csv of a run dir as written so far (maybe no rows yet), with the schema's dtypes; one-line
+    ResultsError when it is not an rpbench results file."""
     csv_path = results_path(path)
     frame = csvfile.read(csv_path, COLUMNS)
     required = ("case_id", "attention", "tokens", "status", "latency_ms_median")
     missing = [col for col in required if col not in frame.columns]
     if missing:
         raise ResultsError(f"{csv_path}: missing column(s) {', '.join(missing)}; is this an rpbench results file?")
+    return frame
+
+
+def load(path: str | Path) -> pd.DataFrame:
+    """A results dir as a DataFrame with the schema's dtypes; one-line ResultsError when it is not one."""
+    csv_path = results_path(path)
+    frame = read_results(path)
     if frame.empty:
         raise ResultsError(f"{csv_path}: no rows yet")
     for col in COLUMNS:

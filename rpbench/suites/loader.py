@@ -22,6 +22,8 @@ A suite is TOML:
     name = "rpattention"
     label = "rp-em2"                      # optional; other keys are the mechanism's knobs
     em_iters = 2
+    [launcher]                            # optional: how `--launcher slurm` submits it (see rpbench.core.launch)
+    partition = "gpu"
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any
 
 from ..core.case import SCOPES, TIMING_TYPES, Suite, Timing, text_problem
 from ..core.errors import SuiteError
+from ..core.launch import settings_from_table
 from .backbone import expand_backbone
 from .fields import execution_axes, suite_error
 from .layer import expand_layer
@@ -42,7 +45,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MAX_SUITE_BYTES = 1_000_000
-TOP_KEYS = {"name", "description", "scope", "axes", "measure", "attention", "layout"}
+TOP_KEYS = {"name", "description", "scope", "axes", "measure", "attention", "layout", "launcher"}
 
 
 def _timing(path: Path, table: Any) -> Timing:
@@ -99,6 +102,11 @@ def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
     if not isinstance(axes, dict):
         raise suite_error(path, "axes", "missing [axes] table")
     timing = _timing(path, data.get("measure", {}))
+    launcher = None
+    if "launcher" in data:
+        launcher, problem = settings_from_table(data["launcher"])
+        if problem is not None:
+            raise suite_error(path, *problem)
     warnings: list[str] = []
     if scope == "layer":
         if "layout" in data:
@@ -109,4 +117,4 @@ def load_suite(source: str | Path, device_override: str | None = None) -> Suite:
     cases = [replace(case, compile=compile_mode, precision=precision, channels_last=channels_last)
              for case in cases for compile_mode, precision, channels_last in execution_axes(path, axes, scope)]
     return Suite(name=name, description=description, scope=scope, path=path, text=text, timing=timing,
-                 cases=cases, warnings=warnings)
+                 cases=cases, warnings=warnings, launcher=launcher)

@@ -286,3 +286,17 @@ def test_best_flags_pick_the_best_of_each_size(scaling_frame):
     at_784 = summary["tokens"] == 784
     assert summary.loc[at_784 & flags["latency_ms_median"], "series"].tolist() == ["rpattention"]
     assert not flags.loc[~summary["ok"]].any().any()
+
+
+def test_two_gpu_models_never_share_a_curve(tmp_path):
+    """Rows of one mechanism measured on two GPU models (a cluster run) are two curves, each with its own fit."""
+    rows = [make_row(attention="dense", tokens=n, device="cuda", device_name=gpu, case_id=f"{gpu[:4]}-{n}",
+                     latency_ms_median=scale * 1e-6 * n * n)
+            for gpu, scale in (("NVIDIA H100 80GB HBM3", 1.0), ("NVIDIA A100-SXM4-80GB", 3.0))
+            for n in (196, 784, 3136, 12544)]
+    write_run(tmp_path / "run", rows)
+    fits = analysis.scaling_exponents(analysis.prepare(store.load(tmp_path / "run")))
+    latency = fits[fits["quantity"] == "latency"]
+    assert len(latency) == 2 and latency["_context"].nunique() == 2
+    assert latency["exponent"].tolist() == pytest.approx([2.0, 2.0])
+    assert {"H100" in c for c in latency["context"]} == {True, False}

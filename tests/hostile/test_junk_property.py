@@ -210,9 +210,9 @@ INT_JUNK = ["abc", "1.5", "", "nan", "1e3", "-1", "99999999999999999999999"]
 FLOAT_JUNK = ["abc", "", "nan", "inf", "-inf", "-1", "1e309"]
 CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
-CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision", "timer"}
+CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision", "timer", "launcher"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active", "workers",
-        "rounds", "retries"}
+        "rounds", "retries", "time_min", "tasks", "max_running"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}
 STRING_JUNK = {
     "attention": ["nosuch", "", "[/]", "\x1b[31m", "x" * 5000],
@@ -222,6 +222,10 @@ STRING_JUNK = {
     "layout": ["Z", "", "AB"],
     "filter_": ["nosuch", "", ",", "tokens=999999", "bogus=1", "[/]"],
     "baseline": ["nosuch", "", "[/]"],
+    "gpus": ["nosuch", "", "0,0", "99", "[/]", "-1"],
+    "partition": ["", "a b", "[/]", "x" * 500],
+    "account": ["", "a;b", "\x1b[31m"],
+    "sbatch": ["", "=x", "array=1", "a\nb=1", "x" * 500],
 }
 
 
@@ -239,6 +243,8 @@ def _commands(root: Path):
         "compare": [str(root / "old"), str(root / "old")],
         "doctor": ["--device", "cpu"],
         "env": [],
+        "status": [str(root / "old")],
+        "collect": [str(root / "old")],
     }
     long = str(root / ("x" * 300))
     paths = {

@@ -142,3 +142,18 @@ def test_a_sweep_beside_two_cpu_burners_flags_the_rows_they_slowed(tmp_path):
     assert "rows flagged" in busy_run.output and "disturbed" in busy_run.output
     summary = analyse_run(busy.reset_index(), {}).summary
     assert summary["usable"].sum() <= 1 and summary.loc[summary["flagged"], "speedup"].isna().all()
+
+
+@pytest.mark.parametrize("pids, parent, others", [
+    ([os.getpid(), 4242], "4242:1", 0),        # the sweep that started this worker is not "another process"
+    ([os.getpid(), 4242, 7], "4242:0", 1),
+    ([123456, 654321], "4242:1", 0),            # behind a pid namespace: one entry us, one our sweep (it holds one)
+    ([123456, 654321], "4242:0", 1),            # ... but a sweep without a context is not on the list
+    ([os.getpid(), 4242], "", 1),               # outside a worker, a second process is another
+])
+def test_a_worker_does_not_count_its_own_sweep_as_another_gpu_process(monkeypatch, pids, parent, others):
+    monkeypatch.setenv(interference.PARENT_ENV, parent)
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda: True)
+    monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
+    monkeypatch.setattr(telemetry, "gpu_processes", lambda index: [{"pid": pid, "used_mib": 1.0} for pid in pids])
+    assert interference.gpu_others(0) == others

@@ -70,7 +70,7 @@ _CASE_FLAGS: dict[str, tuple[object, str, str]] = {
     "device": (Device, "--device", DEVICE_HELP + "."),
     "backbone": (Optional[str], "--backbone", "A whole backbone instead of one layer: deit-t, deit-s, deit-b, "
                  "swin-t, swin-s, pvt-t (see `rpbench list`) or timm:<model_name> (needs timm: pip install "
-                 "'rpbench[timm]'); needs --resolution."),
+                 "'rpbench\\[timm]'); needs --resolution."),
     "layout": (Optional[str], "--layout", "Backbone stage pattern, e.g. AAAB (A = --attention, B = the backbone's "
                "own attention); one letter per block for one-stage models (DeiT, timm ViTs)."),
 }

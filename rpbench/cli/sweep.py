@@ -38,7 +38,7 @@ def sweep(
                                  "linked from the row's trace column; traced after every case is timed, so profiling "
                                  "never slows a timed pass. A resume traces the cases a killed run left untraced."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
-    timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's [measure] "
+    timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's \\[measure] "
                                               "timer."),
     isolate: bool = typer.Option(False, "--isolate", help="Run every pass of every case in a fresh Python process: "
                                  "a crash, a hang or a lost CUDA context becomes that case's status (crashed, "
@@ -58,7 +58,7 @@ def sweep(
                                       "SLURM job array through submitit (one GPU per task) and return at once; follow "
                                       "with `rpbench status RUN_DIR`, merge with `rpbench collect RUN_DIR`. local: the "
                                       "same array as processes on this machine (submitit's local executor). The "
-                                      "suite's [launcher] table gives defaults for the options below."),
+                                      "suite's \\[launcher] table gives defaults for the options below."),
     partition: Optional[str] = typer.Option(None, "--partition", help="With --launcher slurm: the partition."),
     account: Optional[str] = typer.Option(None, "--account", help="With --launcher slurm: the account charged."),
     time_min: Optional[int] = typer.Option(None, "--time", help="With --launcher: each task's time limit, minutes "

@@ -12,11 +12,15 @@ from .statistics import fit_power_law
 from .metrics import Metric
 
 SCALING_QUANTITIES = {"latency": "latency_ms_median", "memory": "peak_mem_mb", "flops": "flops"}
+# An exponent from fewer sizes is mostly noise (3 sizes gave CIs like [-16.6, 14.2]): such a curve gets a row with
+# n_points and no exponent, shown as "n/a (3 sizes)".
+MIN_FIT_SIZES = 4
 
 
 def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fitted exponent of latency, peak memory and FLOPs vs N for every curve with >= 3 usable sizes; flagged rows
-    are left out (`left_out` counts them per curve)."""
+    """Fitted exponent of latency, peak memory and FLOPs vs N for every curve with >= MIN_FIT_SIZES usable sizes
+    (a curve with 2 or 3 gets its row with n_points and a missing exponent); flagged rows are left out (`left_out`
+    counts them per curve). `line` names the curve with its facet (dtype, mode) when the run mixes them."""
     records = []
     ok = frame[frame["usable"]]
     left_out = frame[frame["ok"] & frame["flagged"]].groupby(["_context", "_variant"]).size()
@@ -25,22 +29,27 @@ def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
         for quantity, column in SCALING_QUANTITIES.items():
             values = rows[column].astype("Float64")
             usable = rows[values.notna() & (values > 0) & rows["tokens"].notna() & (rows["tokens"] > 0)]
-            if usable["tokens"].nunique() < 3:
+            sizes = usable["tokens"].nunique()
+            if sizes < 2:
                 continue
-            fit = fit_power_law(usable["tokens"].astype(float), usable[column].astype(float))
+            if sizes < MIN_FIT_SIZES:
+                fit = None
+            else:
+                fit = fit_power_law(usable["tokens"].astype(float), usable[column].astype(float))
+            nan = float("nan")
             records.append(
                 {
                     "context": first["context"],
                     "series": first["series"],
-                    "line": first["line"],
+                    "line": curve_name(first),
                     "_context": first["_context"],
                     "_variant": first["_variant"],
                     "quantity": quantity,
-                    "exponent": fit.exponent,
-                    "ci_low": fit.ci_low,
-                    "ci_high": fit.ci_high,
-                    "r2": fit.r2,
-                    "n_points": fit.n_points,
+                    "exponent": nan if fit is None else fit.exponent,
+                    "ci_low": nan if fit is None else fit.ci_low,
+                    "ci_high": nan if fit is None else fit.ci_high,
+                    "r2": nan if fit is None else fit.r2,
+                    "n_points": len(usable) if fit is None else fit.n_points,
                     "left_out": int(left_out.get((context, variant), 0)),
                 }
             )
@@ -54,6 +63,12 @@ class Crossover:
 
     status: str
     tokens: float | None = None
+
+
+def curve_name(row: pd.Series) -> str:
+    """A curve's name in the scaling tables: its line, with its facet (dtype, mode) when the run has several."""
+    facet = row.get("facet")
+    return f"{row['line']} · {facet}" if isinstance(facet, str) and facet else str(row["line"])
 
 
 def find_crossover(
@@ -124,7 +139,7 @@ def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFra
                 {
                     "context": first["context"],
                     "series": first["series"],
-                    "line": first["line"],
+                    "line": curve_name(first),
                     "_context": context,
                     "_variant": variant,
                     "baseline": base.iloc[0]["series"],

@@ -77,6 +77,24 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("rpbench")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            found = "unknown (not installed)"
+        typer.echo(f"rpbench {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="Print rpbench's version and exit.")) -> None:
+    """Benchmark and profile efficient attention (RPAttention and baselines) for vision transformers."""
+
+
 def command(name: str | None = None):
     """Register a command on the app (with flags shown without a `<bool>` type)."""
     return app.command(name, cls=_Command)

@@ -24,8 +24,10 @@ def report_command(
     ),
     metric: MetricName = typer.Option("latency", "--metric", help=f"Headline metric for speedups and crossovers: "
                                       f"{METRIC_HELP}."),
+    html: bool = typer.Option(False, "--html", help="Also write RUN_DIR/report.html with these settings (without "
+                              "it, the report.html the sweep wrote stays as it is)."),
 ) -> None:
-    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers; refreshes report.html."""
+    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers."""
     from ..analysis import analyse_run
     from ..results import store
     from ..views.html import render_html
@@ -34,10 +36,10 @@ def report_command(
     run = store.load_run(run_dir)
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric))
     built = terminal_report(analysed)
-    page = store.write_report(run.directory, render_html(analysed, run.directory))
     console.print(built.cases)
     console.print(built.scaling)
-    console.print(Text(f"report: {page}"))
+    if html:
+        console.print(Text(f"report: {store.write_report(run.directory, render_html(analysed, run.directory))}"))
 
 
 @command("export")

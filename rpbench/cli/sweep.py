@@ -31,8 +31,10 @@ def sweep(
     ),
     device: Optional[Device] = typer.Option(None, "--device", help=DEVICE_HELP + "; overrides the suite's device axis."),
     filter_: Optional[str] = typer.Option(
-        None, "--filter", help="Only cases matching all comma-separated terms: a mechanism/label glob "
-        "(`rp*`) or field=glob (`tokens=4096`, `dtype=bfloat16`, `mode=fwd`)."
+        None, "--filter", help="Only the matching cases. Comma-separated terms, each a mechanism/label glob "
+        "(`rp*`) or field=glob (`tokens=4096`, `dtype=bfloat16`, `mode=fwd`); terms on the same field are "
+        "alternatives, terms on different fields must all match: `rp*,dense,tokens=1024|4096` = rpattention or "
+        "dense, at 1024 or 4096 tokens."
     ),
     profile: bool = typer.Option(False, "--profile", help="Also write one profiler trace per timed case (traces/), "
                                  "linked from the row's trace column; traced after every case is timed, so profiling "

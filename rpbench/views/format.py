@@ -40,6 +40,9 @@ def fmt_flops(value: Any) -> str:
 
 
 def fmt_exponent(row: Mapping[str, Any]) -> str:
+    """`2.00 [1.98, 2.02]`, or `n/a (3 sizes)` for a curve measured at too few sizes to fit."""
+    if pd.isna(row["exponent"]):
+        return f"n/a ({int(row['n_points'])} sizes)"
     return f"{row['exponent']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
 

@@ -66,6 +66,8 @@ def _env_html(env: Mapping[str, Any], frame: pd.DataFrame, run_dir: Path) -> str
     for label, key in ENV_FIELDS.items():
         value = env.get(key)
         text = "not recorded" if value in (None, "") else str(value)
+        if key == "cuda" and value is None and "cuda_available" in env and not env.get("cuda_available"):
+            text = "none (this torch has no CUDA)" if "+cpu" in str(env.get("torch", "")) else "no GPU seen"
         if key == "git_commit" and env.get("git_dirty"):
             text += " (uncommitted changes)"
         items.append((label, text))
@@ -88,12 +90,12 @@ def _scaling_html(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
         points = max((int(fit["n_points"]) for fit in curve.fits.values()), default=None)
         latency = curve.fits.get("latency")
         cells.append((MISSING if points is None else str(points), ""))
-        cells.append((MISSING if latency is None else f"{latency['r2']:.3f}", ""))
+        cells.append((MISSING if latency is None or pd.isna(latency["r2"]) else f"{latency['r2']:.3f}", ""))
         if curve.crossover is not None:
             cells.append((_esc(curve.crossover), "text"))
         rows.append(cells)
     if not rows:
-        return "<p>No curve has 3 or more measured sizes, so no exponent was fitted.</p>"
+        return "<p>No curve has 2 or more measured sizes.</p>"
     return _table(header, rows)
 
 
@@ -102,12 +104,16 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     settings = [" · ".join(p for p in (f, s) if p) for f, s in zip(summary["facet"], summary["setting"])]
     show_setting = any(settings)
     show_peak = bool((summary["tflops_s"].notna() & (summary["device"] == "cuda")).any())  # the table has no CPUs
+    # Columns every row would leave empty are not shown (a token suite has no resolutions).
+    show_resolution = bool(summary["resolution"].notna().any())
+    show_ceiling = bool(summary["pct_ceiling"].notna().any() or summary["pct_ceiling_broken"].any())
     columns = ["latency_ms_median", "spread", "throughput_img_s", "peak_mem_mb", "flops", "tflops_s"]
-    columns += ["pct_peak"] * show_peak + ["pct_ceiling"] + ["speedup"] * (baseline is not None)
+    columns += ["pct_peak"] * show_peak + ["pct_ceiling"] * show_ceiling + ["speedup"] * (baseline is not None)
     header = ["setting"] if show_setting else []
-    header += ["mechanism", "N", "res px", "median ms", "p20–p80 ms", "img/s", "peak MiB", "FLOPs", "TFLOP/s"]
+    header += ["mechanism", "N"] + ["res px"] * show_resolution
+    header += ["median ms", "p20–p80 ms", "img/s", "peak MiB", "FLOPs", "TFLOP/s"]
     header += ["% datasheet peak"] if show_peak else []
-    header += ["% measured ceiling"]
+    header += ["% measured ceiling"] if show_ceiling else []
     if baseline is not None:
         header.append(f"{metric.label} vs {baseline}")
     header.append("status")
@@ -117,7 +123,8 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
     rows, classes = [], []
     for (index, row), setting in zip(summary.iterrows(), settings):
         cells = [(_esc(setting), "text")] if show_setting else []
-        cells += [(_esc(row["series"]), "text"), (fmt_int(row["tokens"]), ""), (fmt_int(row["resolution"]), "")]
+        cells += [(_esc(row["series"]), "text"), (fmt_int(row["tokens"]), "")]
+        cells += [(fmt_int(row["resolution"]), "")] * show_resolution
         if row["ok"]:
             best, texts = flags.loc[index], measured_cells(row)
             cells += [(_esc(texts[key]), "best" if key in best.index and best[key] else "") for key in columns]

@@ -93,13 +93,14 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
         cells = [_cell(curve.line)]
         for quantity in SCALING_QUANTITIES:
             fit = curve.fits.get(quantity)
-            cells.append(_cell(MISSING if fit is None else f"{fmt_exponent(fit)} n={fit['n_points']} R²={fit['r2']:.3f}"
-                               + left_out_text(fit)))
+            shown = MISSING if fit is None else fmt_exponent(fit) if pd.isna(fit["exponent"]) else \
+                f"{fmt_exponent(fit)} n={fit['n_points']} R²={fit['r2']:.3f}"
+            cells.append(_cell(shown + ("" if fit is None else left_out_text(fit))))
         if curve.crossover is not None:
             cells.append(_cell(curve.crossover))
         table.add_row(*cells)
     if not table.row_count:
-        table.caption = "No curve has 3 or more measured sizes, so nothing was fitted."
+        table.caption = "No curve has 2 or more measured sizes."
     return table
 
 

@@ -97,17 +97,25 @@ def scaling_frame(tmp_path):
 def test_scaling_exponents_of_a_run(scaling_frame):
     fits = analysis.scaling_exponents(scaling_frame).set_index(["series", "quantity"])
     for quantity in ("latency", "memory", "flops"):
-        assert fits.loc[("dense", quantity), "exponent"] == pytest.approx(2.0, abs=0.01)
         assert fits.loc[("rpattention", quantity), "exponent"] == pytest.approx(1.0, abs=0.01)
-    # dense ran out of memory at the largest size: the oom row is not a point of its fit.
+        # dense ran out of memory at the largest size: three sizes left, too few to fit
+        assert pd.isna(fits.loc[("dense", quantity), "exponent"])
     assert fits.loc[("dense", "latency"), "n_points"] == 3
     assert fits.loc[("rpattention", "latency"), "n_points"] == 4
 
 
-def test_curves_with_fewer_than_three_sizes_get_no_exponent(tmp_path):
-    rows = [make_row(attention="dense", tokens=n, latency_ms_median=1e-6 * n * n) for n in (196, 784)]
+@pytest.mark.parametrize("sizes, fitted", [((196, 784), False), ((196, 784, 3136), False),
+                                           ((196, 784, 3136, 12544), True)])
+def test_an_exponent_needs_four_sizes(tmp_path, sizes, fitted):
+    rows = [make_row(attention="dense", tokens=n, latency_ms_median=1e-6 * n * n) for n in sizes]
     write_run(tmp_path / "run", rows)
-    assert analysis.scaling_exponents(analysis.prepare(store.load(tmp_path / "run"))).empty
+    fits = analysis.scaling_exponents(analysis.prepare(store.load(tmp_path / "run")))
+    latency = fits[fits["quantity"] == "latency"].iloc[0]
+    assert latency["n_points"] == len(sizes)
+    assert (latency["exponent"] == pytest.approx(2.0)) if fitted else pd.isna(latency["exponent"])
+    from rpbench.views.format import fmt_exponent
+
+    assert fmt_exponent(latency) == ("2.00 [2.00, 2.00]" if fitted else f"n/a ({len(sizes)} sizes)")
 
 
 def test_crossover_between_two_power_laws_is_where_they_meet():

@@ -136,5 +136,12 @@ def test_filter_selects_cases(tmp_path):
     cases = load_suite(tiny_suite(tmp_path)).cases
     assert {c.attention for c in filter_cases(cases, "rp*")} == {"rpattention"}
     assert {c.tokens for c in filter_cases(cases, "dense,tokens=256")} == {256}
+    # terms on one field are alternatives, on different fields all must hold
+    assert {c.attention for c in filter_cases(cases, "rp*,dense")} == {"rpattention", "dense"}
+    assert {(c.attention, c.tokens) for c in filter_cases(cases, "rp*,dense,tokens=64")} == {
+        ("rpattention", 64), ("dense", 64)}
+    assert {c.tokens for c in filter_cases(cases, "tokens=64|256")} == {64, 256}
+    assert {c.tokens for c in filter_cases(cases, "tokens=64,tokens=256")} == {64, 256}
+    assert filter_cases(cases, "nosuch|also-not") == []
     with pytest.raises(SuiteError, match="unknown field"):
         filter_cases(cases, "colour=red")

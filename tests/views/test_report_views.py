@@ -47,12 +47,15 @@ def test_my_modules_do_not_import_torch():
 
 
 def test_report_command_shows_the_key_numbers(run_dir):
-    result = invoke("report", str(run_dir))
+    (run_dir / "report.html").unlink(missing_ok=True)
+    assert invoke("report", str(run_dir)).exit_code == 0
+    assert not (run_dir / "report.html").exists()  # HTML only when asked
+    result = invoke("report", str(run_dir), "--html")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "0.0768" in out and "19.7" in out  # dense medians at N=196 and N=3136
     assert "6.27× [5.67–6.93]" in out  # rpattention vs dense at N=3136: 19.67/3.136 with p20/p80 bounds
-    assert "2.00 [2.00, 2.00] n=3" in out  # dense latency exponent over its three ok sizes
+    assert "n/a (3 sizes)" in out  # dense latency has three ok sizes: no exponent from fewer than four
     assert "1.00 [1.00, 1.00] n=4" in out
     assert "faster from N ≈ 500 (≈ 358 px)" in out
     assert "oom: CUDA out of memory" in out
@@ -82,7 +85,7 @@ def test_report_without_a_dense_baseline(tmp_path):
     result = invoke("report", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert "vs dense" not in result.output
-    assert "1.00 [1.00, 1.00]" in result.output
+    assert "n/a (3 sizes)" in result.output
 
 
 def _bad_inputs(tmp_path):
@@ -229,7 +232,7 @@ def test_report_html_is_self_contained(run_dir):
         assert value in page
     assert '<a href="traces/rp_m32.json.gz">' in page
     assert "faster from N ≈ 500 (≈ 358 px)" in page
-    assert "2.00 [2.00, 2.00]" in page
+    assert "n/a (3 sizes)" in page and "1.00 [1.00, 1.00]" in page  # dense: 3 ok sizes, rp: 4
     cases = _Cells()
     cases.feed(page.split("<h2>Cases</h2>")[1].split("<h2>")[0])
     header, *rows = cases.rows
@@ -248,3 +251,22 @@ def test_report_html_facets_and_no_figures(tmp_path):
     write_run(tmp_path / "failed", [make_row(attention="dense", status="error", notes="boom")])
     page = write_html(tmp_path / "failed").read_text()
     assert 'content="0"' in page and "plotly.js v" not in page and "error: boom" in page
+
+
+def test_html_hides_empty_columns_and_names_a_cpu_run(tmp_path):
+    rows = [make_row(attention=name, tokens=n, resolution=None, device="cpu", device_name="Some CPU",
+                     latency_ms_median=1e-3 * n) for name in ("dense", "lin") for n in (196, 784, 3136, 12544)]
+    write_run(tmp_path / "run", rows)
+    (tmp_path / "run" / "env.json").write_text('{"torch": "2.13.0+cpu", "cuda": null, "cuda_available": false}')
+    page = write_html(tmp_path / "run").read_text()
+    assert "res px" not in page and "% measured ceiling" not in page  # no resolution, no ceiling: no column
+    assert "none (this torch has no CUDA)" in page and "<dt>CUDA</dt><dd>not recorded</dd>" not in page
+
+
+def test_the_scaling_table_tells_fwd_from_fwdbwd(tmp_path):
+    rows = [make_row(attention="rpattention", tokens=n, mode=mode, case_id=f"{mode}-{n}",
+                     latency_ms_median=(3e-3 if mode == "fwdbwd" else 1e-3) * n)
+            for mode in ("fwd", "fwdbwd") for n in (196, 784, 3136, 12544)]
+    write_run(tmp_path / "run", rows)
+    shown = " ".join(invoke("report", str(tmp_path / "run")).output.replace("│", " ").split())
+    assert "rpattention · mode=fwd 1.00" in shown and "rpattention · mode=fwdbwd 1.00" in shown

@@ -29,7 +29,7 @@ def _rpbench_without_plotly(*args: str) -> subprocess.CompletedProcess:
 
 def test_report_without_plotly_prints_tables_and_writes_a_page_without_figures(tmp_path):
     run = write_run(tmp_path / "run", scaling_rows())
-    result = _rpbench_without_plotly("report", str(run))
+    result = _rpbench_without_plotly("report", str(run), "--html")
     assert result.returncode == 0, result.stderr
     assert "Cases" in result.stdout and "Scaling with N" in result.stdout and "rpattention" in result.stdout
     page = (run / "report.html").read_text()

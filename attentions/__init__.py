@@ -41,6 +41,13 @@ _MECHANISM_MODULES = (
     "focused",
     "rpattention",
     "cbsa",
+    "biformer",
+    "lemevit",
+    "mlla",
+    "litemla",
+    "channel",
+    "axial",
+    "neighborhood",
 )
 
 for _module in _MECHANISM_MODULES:

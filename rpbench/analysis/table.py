@@ -55,7 +55,10 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     flags (`analysis.flags`) and `usable` (ok and not flagged: what fits, crossovers and speedups use)."""
     out = frame.copy()
     out["mechanism"] = out["label"].fillna(out["attention"]).fillna("?").astype(str)
-    out["flops"] = out["flops_counted"].fillna(out["flops_analytic"]).astype("Float64")
+    # The analytic figure where there is one (fwd+bwd: 3 x forward); the count only stands in without a formula
+    # (FlopCounterMode counts a grouped convolution's weight gradient as a dense one's: fwdbwd counts of agent,
+    # focused and litemla run several times too high).
+    out["flops"] = out["flops_analytic"].fillna(out["flops_counted"]).astype("Float64")
     out["ok"] = out["status"].isin(MEASURED_STATUSES).fillna(False).astype(bool)  # timed: the numbers exist
     out["_context"] = _key(out, CONTEXT_KEYS)
     out["_variant"] = _key(out, VARIANT_KEYS)

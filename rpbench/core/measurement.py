@@ -284,6 +284,7 @@ class Measurement:
 
     @property
     def tflops_s(self) -> float | None:
-        """Counted FLOPs (else analytic) per second of the median call, in TFLOP/s."""
-        rate = self._per_second(self.flops_counted or self.flops_analytic)
+        """Analytic FLOPs (else counted) per second of the median call, in TFLOP/s. The formula comes first: it is
+        checked against the count forward, and FlopCounterMode overcounts grouped convolutions' weight gradients."""
+        rate = self._per_second(self.flops_analytic or self.flops_counted)
         return None if rate is None else rate / 1e12

@@ -77,7 +77,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
                          "held before (cache emptied first), MiB"),
     "flops_analytic": ("Int64", "FLOPs of one call from the spec's formulas (1 MAC = 2 FLOPs)"),
     "flops_counted": ("Int64", "FLOPs of one call counted by FlopCounterMode"),
-    "tflops_s": ("Float64", "flops_counted (else analytic) / median latency, TFLOP/s"),
+    "tflops_s": ("Float64", "flops_analytic (else counted) / median latency, TFLOP/s"),
     "sdpa_backend": ("string", "SDPA kernel that actually ran (dense), else empty"),
     "params": ("Int64", "parameter count of the measured module"),
     "gmacs": ("Float64", "multiply-accumulates of one forward image, G (backbone scope)"),

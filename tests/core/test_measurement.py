@@ -26,12 +26,14 @@ def test_summary_statistics_match_numpy_and_the_statistics_module():
 
 
 def test_rates_come_from_the_median_and_the_case():
-    measured = Measurement(case=CASE, suite="t", status="ok", samples=(2.0, 4.0, 3.0), flops_counted=6_000_000,
-                           flops_analytic=1)
+    measured = Measurement(case=CASE, suite="t", status="ok", samples=(2.0, 4.0, 3.0), flops_counted=9_000_000,
+                           flops_analytic=6_000_000)
     assert measured.stats.median == 3.0
     assert measured.throughput_img_s == pytest.approx(4 / 3e-3)
     assert measured.tokens_s == pytest.approx(4 * 64 / 3e-3)
-    assert measured.tflops_s == pytest.approx(6e6 / 3e-3 / 1e12)  # counted FLOPs win over analytic
+    assert measured.tflops_s == pytest.approx(6e6 / 3e-3 / 1e12)  # the formula wins over the count
+    without_formula = Measurement(case=CASE, suite="t", status="ok", samples=(3.0,), flops_counted=9_000_000)
+    assert without_formula.tflops_s == pytest.approx(9e6 / 3e-3 / 1e12)
 
 
 def test_a_failed_measurement_has_no_statistics():

@@ -40,7 +40,7 @@ def test_a_cuda_measurement_fills_the_telemetry_columns():
         1710.0, 1755.0, 71.0, 640.0)
     assert row["energy_j_per_img"] == 0.25 and row["energy_window_s"] == 1.2
     assert (row["latency_ms_median"], row["n_samples"], row["peak_mem_mb"], row["peak_reserved_mb"]) == (2.0, 3, 5.0, 64.0)
-    assert row["tflops_s"] == pytest.approx(12 / 2e-3 / 1e12) and "trace" not in row and "gmacs" not in row
+    assert row["tflops_s"] == pytest.approx(10 / 2e-3 / 1e12) and "trace" not in row and "gmacs" not in row  # the formula (10) before the count (12)
 
 
 HOT = ClockWindow(10, 1.0, 1200.0, 1400.0, 88.0, 500.0, ("hw_thermal_slowdown",), (("thermal", 250.0),))

@@ -75,7 +75,9 @@ class DualCrossAttention(nn.Module):
         with phase("qkv"):
             q1, k1, v1 = (split_heads(t, self.num_heads) for t in self.qkv1(x).chunk(3, dim=-1))
         with phase("lemevit.meta_qkv"):
-            meta = self.meta_tokens.expand(x.shape[0], -1, -1)
+            # A copy per image, not a view of the parameter: in the model each image carries its own meta tokens
+            # (and a view of a parameter breaks FlopCounterMode's module hooks under inference mode).
+            meta = self.meta_tokens.unsqueeze(0).repeat(x.shape[0], 1, 1)
             q2, k2, v2 = (split_heads(t, self.num_heads) for t in self.qkv2(meta).chunk(3, dim=-1))
         with phase("lemevit.image_to_meta"):
             image = merge_heads(F.scaled_dot_product_attention(q1, k2, v2, scale=self.scale_x))

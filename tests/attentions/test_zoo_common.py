@@ -133,3 +133,15 @@ def test_wrong_token_count_is_a_clear_error(name):
     module = make(name)
     with pytest.raises(ValueError, match="expected input"):
         module(torch.randn(1, 10, DIM))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_flops_are_counted_as_the_harness_runs_a_forward(name, mode):
+    """The harness counts a fwd case under inference_mode with batch 1 (FlopCounterMode's module hooks choke on
+    a parameter's view passed to a submodule there)."""
+    module = make(name).eval()
+    x = inputs((8, 8), batch=1)
+    with mode():
+        counted = attentions.count_flops(lambda: module(x))
+    assert counted == attentions.spec(name).flops(batch=1, grid=(8, 8), dim=DIM, num_heads=HEADS, **KNOBS[name])["total"]

@@ -32,12 +32,15 @@ def official_source(repo: str, path: str, commit: str = "HEAD") -> str:
 
 
 def load_official(repo: str, path: str, commit: str = "HEAD",
-                  stubs: Mapping[str, types.ModuleType] | None = None) -> types.ModuleType:
-    """The official file executed as a module named after it, with `stubs` in sys.modules while it imports."""
+                  stubs: Mapping[str, types.ModuleType] | None = None, package: str | None = None) -> types.ModuleType:
+    """The official file executed as a module named after it, with `stubs` in sys.modules while it imports;
+    `package` is the package its relative imports resolve in (timm's model files import their siblings)."""
     source = official_source(repo, path, commit)
     name = "official_" + repo.replace("/", "_").replace("-", "_") + "_" + Path(path).stem
     module = types.ModuleType(name)
     module.__file__ = f"{repo}/{path}"
+    if package is not None:
+        module.__package__ = package
     saved = {key: sys.modules.get(key) for key in (stubs or {})}
     sys.modules.update(stubs or {})
     try:

@@ -1,12 +1,11 @@
 """channel: DaViT's state-dict layout, timm's ChannelAttention from the mirror, a hand-written check, cost in N."""
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
 import torch
-from official import official_source, stub_module
+from official import load_official, stub_module
 from torch import nn
 
 import attentions
@@ -41,24 +40,11 @@ def test_channel_matches_official_state_dict():
 
 def timm_davit() -> types.ModuleType:
     """timm's davit.py from the mirror, executed inside a stand-in `timm.models` package."""
-    source = official_source(TIMM, "timm/models/davit.py")
     passthrough = lambda attr: (lambda *args, **kwargs: args[0] if args else None)
     stubs = {name: stub_module(name, __getattr__=passthrough) for name in (
         "timm", "timm.data", "timm.layers", "timm.models", "timm.models._builder", "timm.models._features",
         "timm.models._features_fx", "timm.models._manipulate", "timm.models._registry")}
-    module = types.ModuleType("official_timm_davit")
-    module.__package__ = "timm.models"  # the file imports its siblings relatively
-    saved = {key: sys.modules.get(key) for key in stubs}
-    sys.modules.update(stubs)
-    try:
-        exec(compile(source, f"{TIMM}/timm/models/davit.py", "exec"), module.__dict__)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = value
-    return module
+    return load_official(TIMM, "timm/models/davit.py", stubs=stubs, package="timm.models")
 
 
 @pytest.mark.parametrize("grid", [(8, 8), (4, 8)], ids=lambda g: f"{g[0]}x{g[1]}")

@@ -1,13 +1,12 @@
 """litemla: official state-dict layout, outputs against timm's and the authors' LiteMLA, a hand-written check."""
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
 import torch
 import torch.nn.functional as F
-from official import load_official, official_source, stub_module
+from official import load_official, stub_module
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -91,26 +90,13 @@ def _conv2d(in_channels, out_channels, kernel_size, stride=1, dilation=1, groups
 
 def timm_efficientvit() -> types.ModuleType:
     """timm's efficientvit_mit.py from the mirror, executed inside a stand-in `timm.models` package."""
-    source = official_source(TIMM, "timm/models/efficientvit_mit.py")
     layers = _passthrough("timm.layers")
     layers.create_conv2d = _conv2d
     stubs = {name: _passthrough(name) for name in (
         "timm", "timm.data", "timm.models", "timm.models._builder", "timm.models._features",
         "timm.models._features_fx", "timm.models._manipulate", "timm.models._registry")}
     stubs["timm.layers"] = layers
-    module = types.ModuleType("official_timm_efficientvit_mit")
-    module.__package__ = "timm.models"
-    saved = {key: sys.modules.get(key) for key in stubs}
-    sys.modules.update(stubs)
-    try:
-        exec(compile(source, f"{TIMM}/timm/models/efficientvit_mit.py", "exec"), module.__dict__)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = value
-    return module
+    return load_official(TIMM, "timm/models/efficientvit_mit.py", stubs=stubs, package="timm.models")
 
 
 def authors_ops() -> types.ModuleType:

@@ -33,6 +33,8 @@ statistics; the harness times the module in whichever mode it is given.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -100,7 +102,10 @@ class LiteMLA(nn.Module):
         with phase("litemla.attend"):
             heads = multi_scale.reshape(batch, -1, 3 * self.head_dim, tokens).transpose(-1, -2)
             q, k, v = heads.chunk(3, dim=-1)
-            with torch.autocast(device_type=x.device.type, enabled=False):
+            # autocast off where it exists (a meta-device model, built to count costs, has none)
+            no_autocast = (torch.autocast(device_type=x.device.type, enabled=False)
+                           if x.device.type in ("cpu", "cuda") else contextlib.nullcontext())
+            with no_autocast:
                 out = relu_linear_attention(self.kernel_func(q), self.kernel_func(k), v, self.eps)
             out = out.transpose(-1, -2).reshape(batch, -1, height, width)
         with phase("proj"):

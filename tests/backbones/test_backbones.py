@@ -7,9 +7,12 @@ import attentions
 from rpbench import backbones
 from rpbench.measure.probes import attention_share
 
-SMALL_KNOBS = {"m": 4, "window": 2}  # each mechanism takes the ones it has
+SMALL_KNOBS = {"m": 4, "window": 2, "kernel": 3}  # each mechanism takes the ones it has (NAT: k <= a 4x4 stage)
 # Two resolutions per family, small enough for CPU, chosen so Swin pads (3 -> 4 with window 2).
 RESOLUTIONS = {"deit": (32, 48), "swin": (64, 96), "pvt": (64, 96)}
+# Neighborhood attention cannot run on a stage smaller than its kernel (NATTEN's rule, k·d <= each side; its check
+# says so in one line): it plugs in from 3x3 last stages on.
+RESOLUTIONS_FOR = {"neighborhood": {"deit": (48, 64), "swin": (96, 128), "pvt": (96, 128)}}
 REAL = ("deit-t", "swin-t", "pvt-t")  # run for real; the wider/deeper variants share their code
 
 # Published params (M) and GMACs at 224 px: DeiT, Swin and PVTv2 (b1) papers.
@@ -60,7 +63,7 @@ def test_available_and_strides():
 @pytest.mark.parametrize("name", backbones.available())
 def test_every_mechanism_plugs_in_at_two_resolutions(name, mechanism):
     layout = backbones.parse_layout(name, mechanism, None, SMALL_KNOBS)
-    for resolution in RESOLUTIONS[family(name)]:
+    for resolution in RESOLUTIONS_FOR.get(mechanism, RESOLUTIONS)[family(name)]:
         assert backbones.check(name, resolution, layout) is None
         if name in REAL:
             torch.manual_seed(0)

@@ -124,7 +124,7 @@ def status(run_dir: Path = typer.Argument(..., help="A run dir: a launched one (
     """Show how far a sweep is: for a launched run, each task's cases and state, and what is collected."""
     from ..results import launched, lock, store
 
-    store.suite_copy(run_dir)  # one line when it is not a run dir
+    store.suite_copy(run_dir, given_as="")  # one line when it is not a run dir
     rows = _rows(run_dir)
     if not launched.is_launched(run_dir):
         writer = lock.holder(run_dir)
@@ -176,7 +176,7 @@ def collect(run_dir: Path = typer.Argument(..., help="A run dir made by `rpbench
     are added), so report, export and compare read it like any other run."""
     from ..results import launched, store
 
-    store.suite_copy(run_dir)
+    store.suite_copy(run_dir, given_as="")
     _rows(run_dir)  # one line when results.csv is damaged
     if not launched.is_launched(run_dir):
         console.print(Text(f"{run_dir} was swept on this machine: its {store.RESULTS} is the only one; nothing to "

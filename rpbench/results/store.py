@@ -263,15 +263,15 @@ def load_env(path: str | Path) -> dict[str, Any]:
     return _read_env(results_path(path).parent / ENV)[0]
 
 
-def suite_copy(run_dir: str | Path) -> Path:
-    """The suite.toml a run dir keeps (what `--resume` runs); ResultsError when the dir is not a run dir."""
+def suite_copy(run_dir: str | Path, given_as: str = "--resume ") -> Path:
+    """The suite.toml a run dir keeps; ResultsError naming the dir as given (`given_as` + dir) when not a run dir."""
     path = Path(run_dir) / SUITE
     try:
         found = path.is_file()
     except OSError as err:
-        raise ResultsError(f"--resume {_oserror(Path(run_dir), err)}") from None
+        raise ResultsError(f"{given_as}{_oserror(Path(run_dir), err)}") from None
     if not found:
-        raise ResultsError(f"--resume {run_dir}: not a results dir of rpbench (no {SUITE} inside)")
+        raise ResultsError(f"{given_as}{run_dir}: not a results dir of rpbench (no {SUITE} inside)")
     return path
 
 

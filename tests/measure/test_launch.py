@@ -288,3 +288,10 @@ def test_status_and_collect_of_a_run_swept_here(tmp_path):
     for command in ("status", "collect"):
         missing = invoke(command, str(tmp_path / "nope"))
         assert missing.exit_code != 0 and len(missing.output.strip().splitlines()) == 1
+
+
+def test_status_and_collect_name_the_dir_as_given():
+    for command in ("status", "collect"):
+        result = invoke(command, "/no/such/run")
+        assert result.exit_code == 2 and result.output.strip() == "error: /no/such/run: not a results dir of " \
+                                                                   "rpbench (no suite.toml inside)"

@@ -26,6 +26,10 @@ def report_command(
                                       f"{METRIC_HELP}."),
     html: bool = typer.Option(False, "--html", help="Also write RUN_DIR/report.html with these settings (without "
                               "it, the report.html the sweep wrote stays as it is)."),
+    figures: Optional[Path] = typer.Option(None, "--figures", help="Also write every figure as a static file into "
+                                           "this directory (created): <figure>.svg and <figure>.pdf, for a paper."),
+    png: bool = typer.Option(False, "--png", help="With --figures (or export --format figures): a 200 dpi PNG of "
+                             "each figure too."),
 ) -> None:
     """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers."""
     from ..analysis import analyse_run
@@ -33,6 +37,14 @@ def report_command(
     from ..views.html import render_html
     from ..views.terminal import terminal_report
 
+    if png and figures is None:
+        raise UsageError("--png needs --figures DIR (where to write the figures)")
+    if figures is not None:
+        from ..views.static import DEFAULT_FORMATS, check_formats
+
+        formats = (*DEFAULT_FORMATS, "png") if png else DEFAULT_FORMATS
+        check_formats(formats)
+        store.make_dir(figures, "--figures")  # a bad DIR is said before the tables, not after them
     run = store.load_run(run_dir)
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric))
     built = terminal_report(analysed)
@@ -40,22 +52,39 @@ def report_command(
     console.print(built.scaling)
     if html:
         console.print(Text(f"report: {store.write_report(run.directory, render_html(analysed, run.directory))}"))
+    if figures is not None:
+        from ..views.figures import build_figures
+        from ..views.static import write_figures
+
+        written = write_figures(build_figures(analysed), figures, formats)
+        console.print(Text(f"figures: {len(written)} files in {figures}"))
 
 
 @command("export")
 def export_command(
     run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
     format_: ExportFormat = typer.Option(
-        "csv", "--format", help="csv, parquet or json (every column); md or html (the readable case table)."
+        "csv", "--format", help="csv, parquet or json (every column); md or html (the readable case table); "
+        "figures (every figure as SVG and PDF, into the directory --out, default RUN_DIR/figures)."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", help="File to write. Default: RUN_DIR/export.<format>."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (a directory for figures). Default: "
+                                       "RUN_DIR/export.<format>."),
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="Label for the speedup column of md/html. Default: dense, when the run has it."
     ),
+    png: bool = typer.Option(False, "--png", help="With --format figures: a 200 dpi PNG of each figure too."),
 ) -> None:
     """Write a run's results in another format."""
     from ..views.export import export
 
+    if plain(format_) == "figures":
+        from ..views.static import export_figures
+
+        written = export_figures(run_dir, out, baseline, png=png)
+        console.print(Text(f"wrote {len(written)} figure files into {written[0].parent}"))
+        return
+    if png:
+        raise UsageError("--png is for --format figures")
     console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline)}"))
 
 

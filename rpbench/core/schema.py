@@ -142,4 +142,4 @@ ROUND_COLUMNS: dict[str, tuple[str, str]] = {
 METRIC_COLUMNS = {"latency": "latency_ms_median", "throughput": "throughput_img_s", "memory": "peak_mem_mb"}
 
 # What `rpbench export` writes: every column (csv, parquet, json) or the readable case table (md, html).
-EXPORT_FORMATS = ("csv", "parquet", "json", "md", "html")
+EXPORT_FORMATS = ("csv", "parquet", "json", "md", "html", "figures")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, analyse_run, best_flags, flag_summary
 from ..results import store
+from .figures import build_figures
 from .format import MISSING, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_status, left_out_text, measured_cells
 
 # Environment header: label -> env.json key (as environment.collect writes it). The device comes from the rows.
@@ -168,22 +169,22 @@ def _traces_html(summary: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- the page
 
 
-def _figures(frame: pd.DataFrame) -> tuple[int, str]:
+def _figures(run: RunAnalysis) -> tuple[int, str]:
     """(how many figures, their html). Without plotly (the offline GPU images lack it) the page keeps every
     table and says why it has no figures."""
     try:
-        from .figures import build_figures, figures_html
+        from .interactive import figures_html
     except ImportError as err:
         return 0, (f"<p>No figures: plotly is not importable here ({_esc(err)}); every table below is complete. "
                    f"<code>pip install plotly</code> and run <code>rpbench report</code> again for them.</p>")
-    figures = build_figures(frame)
+    figures = build_figures(run)
     return len(figures), figures_html(figures) if figures else "<p>No successful case to plot.</p>"
 
 
 def render_html(run: RunAnalysis, run_dir: Path) -> str:
     """The whole page of an analysed run."""
     env, metric, baseline = run.env, run.metric, run.baseline
-    count, figures = _figures(run.frame)
+    count, figures = _figures(run)
     command = env.get("command")
     reproduce = f"<pre><code>{_esc(command)}</code></pre>" if command else "<p>Not recorded in env.json.</p>"
     title = f"rpbench report: {run_dir.resolve().name}"
@@ -206,7 +207,7 @@ Latencies are per call; FLOPs count 1 multiply-accumulate as 2 FLOPs.</p>
 <h2>Reproduce</h2>
 {reproduce}
 <h2>Scaling exponents and crossovers</h2>
-<p>Least-squares fit of log y = a + k·log N per curve with 3 or more sizes; dense attention should show k ≈ 2,
+<p>Least-squares fit of log y = a + k·log N per curve with 4 or more sizes (fewer: "n/a"); dense attention should show k ≈ 2,
 linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space between measured sizes.</p>
 {_scaling_html(run.exponents, run.crossings, baseline, metric)}
 <h2>Figures</h2>

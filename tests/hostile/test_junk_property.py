@@ -255,6 +255,7 @@ def _commands(root: Path):
         "run_a": [str(root / "missing"), str(root / "garbage")],
         "run_b": [str(root / "afile"), str(root / "emptydir")],
         "save": [str(root), str(root / "afile" / "below.json")],
+        "figures": [str(root / "afile"), str(root / "afile" / "below"), long],
     }
     for name, base in bases.items():
         options = {}

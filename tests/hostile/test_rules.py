@@ -16,7 +16,8 @@ from rpbench.cli import app
 from rpbench.results.store import default_run_dir
 from rpbench.core.case import Timing, safe_name
 from rpbench.views.export import to_markdown
-from rpbench.views.figures import as_text, build_figures
+from rpbench.views.figures import build_figures
+from rpbench.views.interactive import as_text, to_plotly
 from rpbench.views.html import run_dir_link, write_html
 
 from cli_helpers import tiny_suite
@@ -129,9 +130,9 @@ def test_report_html_links_only_relative_paths_inside_the_run_dir(hostile_run):
 
 
 def test_plotly_gets_labels_as_entities_never_as_markup(hostile_run):
-    from rpbench.analysis import prepare
+    from rpbench.analysis import analyse_run
 
-    figures = build_figures(prepare(rpbench.load(hostile_run)))
+    figures = [to_plotly(f) for f in build_figures(analyse_run(rpbench.load(hostile_run), {}))]
     names = {trace.name for figure in figures for trace in figure.data if trace.name}
     templates = " ".join(trace.hovertemplate or "" for figure in figures for trace in figure.data)
     assert names and not any("<" in name or "%{" in name for name in names)

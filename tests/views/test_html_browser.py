@@ -92,7 +92,7 @@ def test_report_renders_offline_without_requests(tmp_path):
     run_dir = write_run(tmp_path / "run", rows, env=dict(DEFAULT_ENV, ceilings={"bfloat16": 700.0}))
     report = write_html(run_dir)
     figures = int(re.search(r'name="rpbench-figures" content="(\d+)"', report.read_text()).group(1))
-    assert figures == 6
+    assert figures == 8  # latency, memory, throughput vs resolution, latency vs M, FLOPs, TFLOP/s, 2 speedups
 
     dom, netlog = _open(report, tmp_path)
 
@@ -102,3 +102,51 @@ def test_report_renders_offline_without_requests(tmp_path):
     assert len(re.findall(r'class="trace scatter', dom)) >= figures  # traces were drawn, not just empty axes
     assert "Latency per call vs tokens" in dom
     assert page_requests(netlog) == []
+
+
+# Injected into a copy of report.html: once plotly has drawn, write each figure's geometry into the DOM.
+GEOMETRY = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const out = [...document.querySelectorAll(".js-plotly-plot")].map(plot => {
+    const box = el => el.getBoundingClientRect();
+    const areas = [...plot.querySelectorAll(".nsewdrag")].map(box);
+    const legend = plot.querySelector(".legend");
+    const entries = [...plot.querySelectorAll(".legend .traces")];
+    const scroll = plot.querySelector(".legend .scrollbar");
+    return {title: (plot.querySelector(".gtitle") || {}).textContent || "",
+            areas_bottom: Math.max(...areas.map(a => a.bottom)), areas: areas.length,
+            legend_top: legend ? box(legend).top : null, legend_bottom: legend ? box(legend).bottom : null,
+            plot_bottom: box(plot).bottom, entries: entries.map(e => e.textContent),
+            hidden: entries.filter(e => box(e).bottom > box(plot).bottom + 1 || box(e).height === 0).length,
+            scrollbar: scroll ? box(scroll).height : 0,
+            xticks: [...plot.querySelectorAll(".xtick text")].map(t => t.textContent)};
+  });
+  const pre = document.createElement("pre"); pre.id = "geometry"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 500));
+</script>"""
+
+
+def test_figures_legends_sit_below_the_plots_whole_and_ticks_at_measured_sizes(tmp_path):
+    """Eleven mechanisms: every legend entry is drawn below the plot area, none scrolled out of sight (the
+    complaint was a scrolling legend that hid some), and the x ticks are exactly the measured sizes."""
+    names = ["dense", "rpattention", "window", "agent", "linear", "focused", "efficient", "sra", "cbsa", "grid",
+             "neighborhood"]
+    rows = [make_row(attention=name, tokens=n, latency_ms_median=(i + 1) * 1e-4 * n) for i, name in enumerate(names)
+            for n in (196, 784, 3136, 12544)]
+    run_dir = write_run(tmp_path / "run", rows)
+    page = write_html(run_dir)
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", GEOMETRY + "</body>"))
+    dom, _ = _open(probe, tmp_path)
+    geometry = json.loads(re.search(r'<pre id="geometry">(.*?)</pre>', dom, re.S).group(1).replace("&amp;", "&"))
+    assert len(geometry) >= 2
+    for figure in geometry:
+        assert figure["legend_top"] >= figure["areas_bottom"], figure["title"]
+        assert figure["legend_bottom"] <= figure["plot_bottom"] + 1, figure["title"]
+        assert figure["hidden"] == 0 and figure["scrollbar"] == 0, figure["title"]
+        assert figure["xticks"] == ["196", "784", "3,136", "12,544"], figure["title"]
+    latency = next(f for f in geometry if f["title"].startswith("Latency per call"))
+    assert sorted(latency["entries"]) == sorted(names)
+    speedup = next(f for f in geometry if "speedup" in f["title"])
+    assert sorted(speedup["entries"]) == sorted(set(names) - {"dense"})

@@ -222,10 +222,10 @@ def test_report_html_is_self_contained(run_dir):
     assert page.count("plotly.js v") == 1  # the library inlined exactly once
     assert "<script src=" not in page and 'rel="stylesheet"' not in page
     figures = int(page.split('name="rpbench-figures" content="')[1].split('"')[0])
-    assert figures == 6  # latency, memory, throughput vs resolution, latency vs M, FLOPs, TFLOP/s
+    assert figures == 8  # latency, memory, throughput vs resolution, latency vs M, FLOPs, TFLOP/s, 2 speedups
     assert page.count('class="plotly-graph-div"') == figures
     for expected in ("Latency per call vs tokens", "latency (ms)", "peak memory (MiB)", "image side (px)",
-                     "representatives M", "achieved TFLOP"):
+                     "representatives M", "achieved TFLOP", "Latency speedup over dense"):
         assert expected in page
     assert "rpbench sweep suites/layer.toml --out runs/fake" in page  # the command to reproduce
     for value in ("NVIDIA H100 80GB HBM3", "2.13.0", "12.8", "0123abcd"):

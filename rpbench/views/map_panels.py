@@ -11,7 +11,7 @@ import io
 from typing import Callable
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -80,7 +80,9 @@ def _mark_points(ax, maps: RoutingMaps, indices) -> None:
 
 
 def heat_panel(maps: RoutingMaps, values: np.ndarray, index: int, title: str) -> Figure:
-    """A token map over the greyed image: sequential from 0 when non-negative, diverging around 0 otherwise."""
+    """A token map over the greyed image: sequential from its smallest to its largest value when no value is
+    negative (an untrained layer's maps are nearly uniform, and from 0 they would look flat; the colour bar gives the
+    values), diverging around 0 otherwise."""
     fig, ax = _axes(title, colorbar=True)
     side = maps.resolution
     ax.imshow(_grey(maps.image), cmap="gray", vmin=0, vmax=1, extent=(0, side, side, 0), interpolation="nearest")
@@ -90,7 +92,7 @@ def heat_panel(maps: RoutingMaps, values: np.ndarray, index: int, title: str) ->
         shown = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound), alpha=0.75,
                           extent=(0, side, side, 0), interpolation="nearest")
     else:
-        shown = ax.imshow(values, cmap="inferno", vmin=0.0, vmax=max(high, 1e-300), alpha=0.75,
+        shown = ax.imshow(values, cmap="inferno", vmin=low, vmax=high if high > low else low + 1.0, alpha=0.75,
                           extent=(0, side, side, 0), interpolation="nearest")
     fig.colorbar(shown, ax=ax, shrink=0.8)
     _mark_points(ax, maps, [index])
@@ -112,8 +114,10 @@ def panels(maps: RoutingMaps) -> dict[str, Callable[[], Figure]]:
 
 
 def render(figure: Figure, fmt: str) -> bytes:
-    """The figure as PNG or SVG bytes (the SVG without a date, so equal maps give equal files)."""
+    """The figure as PNG or SVG bytes (the SVG without a date and with fixed element ids, so equal maps give equal
+    files)."""
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else None
-    figure.savefig(buffer, format=fmt, metadata=metadata)
+    with rc_context({"svg.hashsalt": "rpbench-maps"}):
+        figure.savefig(buffer, format=fmt, metadata=metadata)
     return buffer.getvalue()

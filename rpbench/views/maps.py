@@ -26,7 +26,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400p
 h1 { margin-bottom: .2rem; } h2 { margin-top: 1.6rem; border-bottom: 1px solid #ddd; }
 .meta { display: grid; grid-template-columns: max-content auto; gap: .15rem 1rem; font-size: .9rem; }
 .meta dt { font-weight: bold; } .meta dd { margin: 0; }
-.random { background: #fff4d6; border: 1px solid #e0b44c; padding: .5rem .8rem; font-weight: bold; }
+.warning { background: #fff4d6; border: 1px solid #e0b44c; padding: .5rem .8rem; font-weight: bold; }
 .row { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 figure { margin: 0; } figcaption { font-size: .8rem; color: #555; max-width: 460px; }
 img { display: block; } .files { font-size: .85rem; } code { background: #f3f3f3; padding: 0 .2rem; }
@@ -72,7 +72,7 @@ def page(maps: RoutingMaps, images: dict[str, bytes]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"]
     if maps.random_weights:
-        parts.append(f'<p class="random">The {_esc(RANDOM_WEIGHTS)}: the layer and the patch embedding are drawn from '
+        parts.append(f'<p class="warning">The {_esc(RANDOM_WEIGHTS)}: the layer and the patch embedding are drawn from '
                      f"seed {maps.seed}, so these maps show an untrained layer's initialisation, not learned "
                      "routing. Give --checkpoint for a trained one.</p>")
     parts.append(_meta(maps))

@@ -9,6 +9,8 @@ code is never loaded. Everything runs on the CPU in float64, so the maps are exa
 """
 from __future__ import annotations
 
+import errno
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,12 +44,22 @@ PATH_FORMULAS = {
 }
 
 
+def _check_file(flag: str, path: Path) -> None:
+    """One UsageError line unless `path` is a regular file (a name too long for the OS counts as missing too)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: {'no such file' if err.errno == errno.ENOENT else err.strerror or err}") \
+            from None
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{flag} {path}: {'is a directory' if stat.S_ISDIR(mode) else 'not a regular file'}")
+
+
 def load_image(path: Path, resolution: int) -> np.ndarray:
     """(R, R, 3) uint8: the largest centred square of the image, resized with a bicubic filter."""
     from PIL import Image
 
-    if not path.is_file():
-        raise UsageError(f"--image {path}: {'is a directory' if path.is_dir() else 'no such file'}")
+    _check_file("--image", path)
     try:
         with Image.open(path) as image:
             rgb = image.convert("RGB")
@@ -95,8 +107,7 @@ def embedding_text(patch: int, dim: int, loaded: bool) -> str:
 
 def load_checkpoint(path: Path) -> dict[str, Tensor]:
     """A state dict of tensors from a torch file, or one UsageError line."""
-    if not path.is_file():
-        raise UsageError(f"--checkpoint {path}: {'is a directory' if path.is_dir() else 'no such file'}")
+    _check_file("--checkpoint", path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # not a torch file, a pickle of other objects, truncated

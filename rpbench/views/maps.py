@@ -38,9 +38,11 @@ def _esc(value: object) -> str:
 
 
 def _token_text(maps: RoutingMaps, values: np.ndarray) -> str:
-    """The largest weight, where it is, and the total (path rows sum to 1 except for cbsa)."""
+    """The range (an untrained layer's maps are nearly uniform: the colours stretch a narrow range), where the
+    largest weight is, and the total (1 for products of softmax maps; not for cbsa or normalize=False)."""
     row, col = np.unravel_index(int(np.argmax(values)), values.shape)
-    return f"largest weight {values[row, col]:.3g} at token ({row}, {col}); weights sum to {values.sum():.4g}"
+    return (f"weights from {values.min():.3g} to {values[row, col]:.3g} (largest at token ({row}, {col})); "
+            f"they sum to {values.sum():.4g}")
 
 
 def _figure(name: str, images: dict[str, bytes], caption: str = "") -> str:

@@ -38,7 +38,7 @@ def test_the_page_states_what_decides_the_maps_and_embeds_every_panel(tmp_path):
         assert text in page, text
     assert "a &lt;b&gt;note&lt;/b&gt;" in page  # escaped, not markup
     assert "2 of the 2 representatives hold at least one token" in page
-    assert "largest weight 0.5 at token (0, 0); weights sum to 1.438" in page
+    assert "weights from 0.0625 to 0.5 (largest at token (0, 0)); they sum to 1.438" in page
     # Offline: no script, no remote resource; the six panels are data URIs holding PNGs.
     assert "<script" not in page and not re.search(r"(src|href)=\"https?:", page)
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

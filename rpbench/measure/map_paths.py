@@ -3,7 +3,7 @@
 Each of rpattention, agent and cbsa computes its output per head as a product of small attention maps applied to the
 values: distribute (N×M) · interact (M×M) · gather (M×N) · V. Composing those maps for a query token p gives one
 weight per token j, `response[h, p, j]`, with Σ_j response[h, p, j]·V_h[j] equal to what the forward adds at p
-through the representatives (tests/measure/test_maps.py checks that identity against the forward's own projection
+through the representatives (tests/measure/test_map_paths.py checks that identity against the forward's own projection
 input). The maps are composed only for the rows asked for, so nothing N×N is formed.
 
 Where the forward exposes its attention probabilities as a module (agent's `softmax`, cbsa's `attend`), they are

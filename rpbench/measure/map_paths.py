@@ -96,10 +96,13 @@ def _agent(module: nn.Module, x: Tensor, rows: Tensor) -> PathWeights:
 
 
 def pool_matrix(grid: tuple[int, int], side: int, dtype: torch.dtype) -> Tensor:
-    """(side², N): adaptive average pooling of an (H, W) map to side×side as a matrix (pooling one-hot maps)."""
-    tokens = grid[0] * grid[1]
-    one_hot = torch.eye(tokens, dtype=dtype).reshape(tokens, 1, *grid)
-    return F.adaptive_avg_pool2d(one_hot, side).reshape(tokens, side * side).T
+    """(side², N): adaptive average pooling of an (H, W) map to side×side, as a matrix.
+
+    The 2-D bins are products of 1-D row and column bins, so the matrix is the Kronecker product of the two 1-D
+    pooling matrices (each found by pooling one-hot rows): side²·N numbers, never N².
+    """
+    rows, cols = (F.adaptive_avg_pool1d(torch.eye(n, dtype=dtype).unsqueeze(1), side).squeeze(1).T for n in grid)
+    return torch.kron(rows, cols)
 
 
 def _cbsa(module: nn.Module, x: Tensor, rows: Tensor) -> PathWeights:

@@ -38,7 +38,8 @@ def _axes(title: str, colorbar: bool = False) -> tuple[Figure, object]:
 
 
 def _boundaries(assignment: np.ndarray, patch: int) -> LineCollection:
-    """Segments along patch edges between tokens assigned to different representatives."""
+    """Segments along patch edges between tokens assigned to different representatives; thinner on fine grids,
+    where full-width lines would cover the cells they separate."""
     segments = []
     rows, cols = assignment.shape
     for i, j in zip(*np.nonzero(assignment[:, 1:] != assignment[:, :-1])):
@@ -47,7 +48,8 @@ def _boundaries(assignment: np.ndarray, patch: int) -> LineCollection:
     for i, j in zip(*np.nonzero(assignment[1:, :] != assignment[:-1, :])):
         y = (i + 1) * patch
         segments.append([(j * patch, y), ((j + 1) * patch, y)])
-    return LineCollection(segments, colors="white", linewidths=1.2)
+    cell_points = 0.9 * PANEL_INCHES * 72 / max(rows, cols)
+    return LineCollection(segments, colors="white", linewidths=min(1.2, max(0.3, 0.25 * cell_points)))
 
 
 def image_panel(maps: RoutingMaps) -> Figure:

@@ -212,7 +212,7 @@ CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
 CHOICES = {"dtype", "mode", "device", "metric", "format_", "compile_", "precision", "timer", "launcher"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active", "workers",
-        "rounds", "retries", "time_min", "tasks", "max_running"}
+        "rounds", "retries", "time_min", "tasks", "max_running", "seed"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}
 STRING_JUNK = {
     "attention": ["nosuch", "", "[/]", "\x1b[31m", "x" * 5000],
@@ -226,6 +226,7 @@ STRING_JUNK = {
     "partition": ["", "a b", "[/]", "x" * 500],
     "account": ["", "a;b", "\x1b[31m"],
     "sbatch": ["", "=x", "array=1", "a\nb=1", "x" * 500],
+    "points": ["abc", "", "1", "1,2,3", "32,0", "-1,0", "0,32", "1,1;", "nan,1", "1.5,2", "[/]", "9" * 30 + ",1"],
 }
 
 
@@ -245,6 +246,8 @@ def _commands(root: Path):
         "env": [],
         "status": [str(root / "old")],
         "collect": [str(root / "old")],
+        "maps": ["--attention", "rpattention", "--image", str(root / "img.png"), "--resolution", "32", "--patch", "8",
+                 "--knob", "m=4", "--dim", "16", "--heads", "2", "--out", str(root / "maps")],
     }
     long = str(root / ("x" * 300))
     paths = {
@@ -256,6 +259,8 @@ def _commands(root: Path):
         "run_b": [str(root / "afile"), str(root / "emptydir")],
         "save": [str(root), str(root / "afile" / "below.json")],
         "figures": [str(root / "afile"), str(root / "afile" / "below"), long],
+        "image": [str(root / "missing.png"), str(root), str(root / "afile"), str(root / "binary.toml"), long],
+        "checkpoint": [str(root / "missing.pt"), str(root), str(root / "afile"), str(root / "binary.toml"), long],
     }
     for name, base in bases.items():
         options = {}
@@ -318,6 +323,9 @@ def option_root(root: Path) -> Path:
     (root / "garbage").mkdir(exist_ok=True)
     (root / "garbage" / "results.csv").write_text("case_id,status\n\x00\x01,,,,\n")
     (root / "garbage" / "suite.toml").write_text(BASE_SUITE)
+    from PIL import Image
+
+    Image.new("RGB", (40, 32), (200, 30, 30)).save(root / "img.png")  # `maps`' image
     return root
 
 

@@ -34,7 +34,7 @@ def report_command(
     from ..views.terminal import terminal_report
 
     run = store.load_run(run_dir)
-    analysed = analyse_run(run.frame, run.env, baseline, plain(metric))
+    analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
     built = terminal_report(analysed)
     console.print(built.cases)
     console.print(built.scaling)

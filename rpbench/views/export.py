@@ -77,7 +77,7 @@ def _check_format(fmt: str) -> None:
 def render(run: store.Run, fmt: str, baseline: str | None = None) -> str | bytes:
     """The run in `fmt`; speedups in md/html are on latency against `baseline` (default dense when present)."""
     _check_format(fmt)
-    analysed = analyse_run(run.frame, run.env, baseline)  # a misspelt --baseline fails for every format
+    analysed = analyse_run(run.frame, run.env, baseline, samples=run.samples)  # a bad --baseline fails in any format
     if fmt == "csv":
         return run.frame.to_csv(index=False)
     if fmt == "parquet":

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console, err_console
-from .options import ExportFormat, MetricName, plain
+from .options import ExportFormat, ExportTable, MetricName, plain
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
@@ -46,17 +46,25 @@ def report_command(
 def export_command(
     run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
     format_: ExportFormat = typer.Option(
-        "csv", "--format", help="csv, parquet or json (every column); md or html (the readable case table)."
+        "csv", "--format", help="csv, parquet or json (every column); html (the readable case table); md or latex "
+        "(the paper table: mechanisms × sizes, best in bold, speedups with 95 % intervals; see --table)."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", help="File to write. Default: RUN_DIR/export.<format>."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write. Default: RUN_DIR/export.<format> "
+                                       "(export.tex for latex)."),
     baseline: Optional[str] = typer.Option(
-        None, "--baseline", help="Label for the speedup column of md/html. Default: dense, when the run has it."
+        None, "--baseline", help="Label the speedups of md/html/latex are against. Default: dense, when the run has it."
+    ),
+    metric: MetricName = typer.Option("latency", "--metric", help=f"Value of the paper table and of the speedups: "
+                                      f"{METRIC_HELP}."),
+    table: Optional[ExportTable] = typer.Option(
+        None, "--table", help="For md and latex: paper (default: one table per setting, mechanism rows × size "
+        "columns) or cases (the long table, one line per case)."
     ),
 ) -> None:
     """Write a run's results in another format."""
     from ..views.export import export
 
-    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline)}"))
+    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline, plain(metric), plain(table))}"))
 
 
 @command("compare")

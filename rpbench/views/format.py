@@ -1,7 +1,9 @@
 """How numbers and verdicts read, the same in the terminal, in report.html and in exports. Plain strings only."""
 from __future__ import annotations
 
+import html
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -72,6 +74,13 @@ def interval_methods(fits: Mapping[str, Mapping[str, Any]]) -> str:
         if isinstance(method, str):
             by_method.setdefault(CI_NAMES.get(method, method), []).append(quantity)
     return "; ".join(f"{', '.join(names)}: {method}" for method, names in by_method.items()) or MISSING
+
+
+def md_cell(value: object) -> str:
+    """Text for a markdown table cell: HTML as entities, markdown's link/emphasis/code characters and the cell
+    separator escaped, one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return re.sub(r"([\\`*_|]|(?<=\])\()", r"\\\1", text)  # `](` escaped: never a link
 
 
 def fmt_percent(value: Any, missing: str = MISSING) -> str:

@@ -181,10 +181,12 @@ def test_export_json_is_one_record_per_case(run_dir):
 
 
 def test_export_markdown_table(run_dir):
-    assert invoke("export", str(run_dir), "--format", "md").exit_code == 0
-    lines = (run_dir / "export.md").read_text().splitlines()
+    assert invoke("export", str(run_dir), "--format", "md", "--table", "cases").exit_code == 0
+    table, note = (run_dir / "export.md").read_text().split("\n\n")
+    lines = table.splitlines()
     cases = len(store.load(run_dir))
     assert len(lines) == cases + 2
+    assert note.startswith("Speedup intervals: 95 % bootstrap")
     assert lines[0].startswith("| mechanism | N |") and lines[1].startswith("|---|")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert any("| 6.27× [5.67–6.93] |" in line for line in lines)

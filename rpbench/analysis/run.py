@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from .bootstrap import median_draws
 from .metrics import Metric, get_metric
 from .scaling import crossovers, scaling_exponents
 from .summary import case_summary
@@ -26,17 +27,21 @@ class RunAnalysis:
 
 
 def analyse_run(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | None = None,
-                metric: str = "latency") -> RunAnalysis:
-    """Raises AnalysisError with one line for an unknown metric or a baseline the run does not have."""
+                metric: str = "latency", samples: pd.DataFrame | None = None) -> RunAnalysis:
+    """`samples` (samples.csv as the store reads it) gives speedups, latency exponents and crossovers their
+    bootstrap intervals (see `bootstrap`); without it they fall back to the p20–p80 pairing and t-intervals.
+
+    Raises AnalysisError with one line for an unknown metric or a baseline the run does not have."""
     chosen_metric = get_metric(metric)
     prepared = prepare(frame)
     chosen = resolve_baseline(prepared, baseline)
+    draws = median_draws(prepared, samples)
     return RunAnalysis(
         frame=prepared,
         env=env,
         baseline=chosen,
         metric=chosen_metric,
-        summary=case_summary(prepared, env, chosen, chosen_metric),
-        exponents=scaling_exponents(prepared),
-        crossings=crossovers(prepared, chosen, chosen_metric) if chosen is not None else pd.DataFrame(),
+        summary=case_summary(prepared, env, chosen, chosen_metric, draws),
+        exponents=scaling_exponents(prepared, draws),
+        crossings=crossovers(prepared, chosen, chosen_metric, draws) if chosen is not None else pd.DataFrame(),
     )

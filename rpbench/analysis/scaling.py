@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bootstrap import AGREEMENT, Draws, crossover_draws, interval, metric_draws, slope_draws, stacked
 from .statistics import fit_power_law
 from .metrics import Metric
 
@@ -15,13 +16,28 @@ SCALING_QUANTITIES = {"latency": "latency_ms_median", "memory": "peak_mem_mb", "
 # An exponent from fewer sizes is mostly noise (3 sizes gave CIs like [-16.6, 14.2]): such a curve gets a row with
 # n_points and no exponent, shown as "n/a (3 sizes)".
 MIN_FIT_SIZES = 4
+# The columns the fits and crossovers read: the prepared table has a hundred, and every per-curve selection would
+# copy them all (a 500-case report spent most of its time there).
+CURVE_COLUMNS = ("context", "series", "line", "facet", "_context", "_variant", "mechanism", "tokens", "resolution",
+                 "ok", "flagged", "usable", *SCALING_QUANTITIES.values(), "throughput_img_s", "batch")
 
 
-def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
+def _narrow(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[column for column in dict.fromkeys(CURVE_COLUMNS) if column in frame]]
+
+
+def scaling_exponents(frame: pd.DataFrame, latency_draws: Draws | None = None) -> pd.DataFrame:
     """Fitted exponent of latency, peak memory and FLOPs vs N for every curve with >= MIN_FIT_SIZES usable sizes
     (a curve with 2 or 3 gets its row with n_points and a missing exponent); flagged rows are left out (`left_out`
-    counts them per curve). `line` names the curve with its facet (dtype, mode) when the run mixes them."""
+    counts them per curve). `line` names the curve with its facet (dtype, mode) when the run mixes them.
+
+    The exponent is the least-squares slope through the rows' values. Its 95 % interval (`ci_method`): for latency,
+    when every point has bootstrap draws, the percentile interval of the slope refitted to each resample
+    (`bootstrap`: how far measurement noise moves the fitted slope; whether the curve is a power law at all is
+    what R² says); otherwise, and always for memory and FLOPs (one number per case, nothing to resample), the
+    t-interval of the fit (`t`)."""
     records = []
+    frame = _narrow(frame)
     ok = frame[frame["usable"]]
     left_out = frame[frame["ok"] & frame["flagged"]].groupby(["_context", "_variant"]).size()
     for (context, variant), rows in ok.groupby(["_context", "_variant"], sort=False):
@@ -37,6 +53,10 @@ def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
             else:
                 fit = fit_power_law(usable["tokens"].astype(float), usable[column].astype(float))
             nan = float("nan")
+            low, high, method = (nan, nan, None) if fit is None else (fit.ci_low, fit.ci_high, "t")
+            drawn = stacked(usable, latency_draws or {}) if quantity == "latency" and fit is not None else None
+            if drawn is not None:
+                (low, high), method = interval(slope_draws(usable["tokens"].to_numpy(float), drawn)), "bootstrap"
             records.append(
                 {
                     "context": first["context"],
@@ -46,15 +66,16 @@ def scaling_exponents(frame: pd.DataFrame) -> pd.DataFrame:
                     "_variant": first["_variant"],
                     "quantity": quantity,
                     "exponent": nan if fit is None else fit.exponent,
-                    "ci_low": nan if fit is None else fit.ci_low,
-                    "ci_high": nan if fit is None else fit.ci_high,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "ci_method": method,
                     "r2": nan if fit is None else fit.r2,
                     "n_points": len(usable) if fit is None else fit.n_points,
                     "left_out": int(left_out.get((context, variant), 0)),
                 }
             )
-    columns = ["context", "series", "line", "_context", "_variant", "quantity", "exponent", "ci_low", "ci_high", "r2"]
-    return pd.DataFrame.from_records(records, columns=[*columns, "n_points", "left_out"])
+    columns = ["context", "series", "line", "_context", "_variant", "quantity", "exponent", "ci_low", "ci_high"]
+    return pd.DataFrame.from_records(records, columns=[*columns, "ci_method", "r2", "n_points", "left_out"])
 
 
 @dataclass(frozen=True)
@@ -110,10 +131,33 @@ def _resolution_at(rows: pd.DataFrame, tokens: float) -> float | None:
     return float(np.exp(np.interp(np.log(tokens), np.log(pairs.index.to_numpy()), np.log(pairs.to_numpy()))))
 
 
-def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFrame:
+def _resampled(base: pd.DataFrame, mech: pd.DataFrame, draws: Draws, found: Crossover,
+               higher_is_better: bool) -> dict[str, Any]:
+    """How the bootstrap resamples (metric draws of every point of both curves) see the crossover: `agree`, the
+    share whose status is the measured one; `other`, the commonest status among the rest; and, only when at least
+    AGREEMENT of them agree on a crossover, the 95 % interval of its N. Without draws for every point: no interval."""
+    nan = float("nan")
+    none = {"tokens_low": nan, "tokens_high": nan, "agree": nan, "other": None, "ci_method": None}
+    base_draws, mech_draws = stacked(base, draws), stacked(mech, draws)
+    if base_draws is None or mech_draws is None:
+        return none
+    status, tokens = crossover_draws(base["tokens"].to_numpy(float), base_draws, mech["tokens"].to_numpy(float),
+                                     mech_draws, higher_is_better)
+    agree = float((status == found.status).mean())
+    rest = pd.Series(status[status != found.status]).value_counts()
+    low, high = nan, nan
+    if found.status == "crossover" and agree >= AGREEMENT:
+        low, high = interval(tokens[status == "crossover"])
+    return {"tokens_low": low, "tokens_high": high, "agree": agree, "other": rest.index[0] if len(rest) else None,
+            "ci_method": "bootstrap"}
+
+
+def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric, latency_draws: Draws | None = None) -> pd.DataFrame:
     """For every non-baseline curve, where it overtakes each baseline curve of the same context (from usable rows;
-    `left_out` counts the flagged rows of both curves)."""
+    `left_out` counts the flagged rows of both curves), and how sure that is (`_resampled`)."""
     records = []
+    draws = metric_draws(frame, latency_draws or {}, metric.name)
+    frame = _narrow(frame)
     measured = frame[metric.column].notna() & (frame[metric.column] > 0) & frame["tokens"].notna()
     ok = frame[frame["usable"] & measured]
     flagged = frame[frame["ok"] & frame["flagged"] & measured]
@@ -148,7 +192,9 @@ def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric) -> pd.DataFra
                     "tokens": found.tokens,
                     "resolution": resolution,
                     "left_out": len(out),
+                    **_resampled(base, mech, draws, found, metric.higher_is_better),
                 }
             )
     columns = ["context", "series", "line", "_context", "_variant", "baseline", "metric", "status", "tokens"]
-    return pd.DataFrame.from_records(records, columns=[*columns, "resolution", "left_out"])
+    extra = ["resolution", "left_out", "tokens_low", "tokens_high", "agree", "other", "ci_method"]
+    return pd.DataFrame.from_records(records, columns=[*columns, *extra])

@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from .bootstrap import Draws
 from .metrics import Metric
 from .peaks import efficiency
 from .speedups import speedups
@@ -19,14 +20,17 @@ BEST_DIRECTIONS = {
 }
 
 
-def case_summary(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | None, metric: Metric) -> pd.DataFrame:
-    """Prepared rows plus efficiency and speedup columns, ordered by context, size and series."""
+def case_summary(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | None, metric: Metric,
+                 latency_draws: Draws | None = None) -> pd.DataFrame:
+    """Prepared rows plus efficiency and speedup columns (intervals from `latency_draws` where the cases have
+    them, see `speedups`), ordered by context, size and series."""
     summary = pd.concat([frame, efficiency(frame, env).drop(columns="tflops_s")], axis=1)
     if baseline is not None:
-        summary = pd.concat([summary, speedups(frame, baseline, metric)], axis=1)
+        summary = pd.concat([summary, speedups(frame, baseline, metric, latency_draws)], axis=1)
     else:
         for col in ("speedup", "speedup_low", "speedup_high"):
             summary[col] = pd.Series(pd.NA, index=summary.index, dtype="Float64")
+        summary["speedup_method"] = pd.Series(pd.NA, index=summary.index, dtype="string")
     order = summary.sort_values(["context", "tokens", "resolution", "series"], na_position="last", kind="stable")
     return order.reset_index(drop=True)
 

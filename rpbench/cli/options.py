@@ -18,7 +18,7 @@ import typer
 from ..core.case import COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MODES, PRECISIONS, CaseFlags
 from ..core.launch import LAUNCHERS
 from ..core.timing import TIMERS
-from ..core.schema import EXPORT_FORMATS, METRIC_COLUMNS
+from ..core.schema import EXPORT_FORMATS, EXPORT_TABLES, METRIC_COLUMNS
 
 
 
@@ -36,6 +36,7 @@ TimerName = _choices("TimerName", TIMERS)
 TIMER_HELP = ("CUDA timer: auto (a CUDA graph replay where capture works, else eager with a note), eager (CUDA "
               "events around each call) or cudagraph (capture must work); the CPU always uses perf_counter")
 ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
+ExportTable = _choices("ExportTable", EXPORT_TABLES)
 Launcher = _choices("Launcher", LAUNCHERS)
 
 

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console, err_console
-from .options import ExportFormat, MetricName, plain
+from .options import ExportFormat, ExportTable, MetricName, plain
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
@@ -46,7 +46,7 @@ def report_command(
         check_formats(formats)
         store.make_dir(figures, "--figures")  # a bad DIR is said before the tables, not after them
     run = store.load_run(run_dir)
-    analysed = analyse_run(run.frame, run.env, baseline, plain(metric))
+    analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
     built = terminal_report(analysed)
     console.print(built.cases)
     console.print(built.scaling)
@@ -64,13 +64,20 @@ def report_command(
 def export_command(
     run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
     format_: ExportFormat = typer.Option(
-        "csv", "--format", help="csv, parquet or json (every column); md or html (the readable case table); "
-        "figures (every figure as SVG and PDF, into the directory --out, default RUN_DIR/figures)."
+        "csv", "--format", help="csv, parquet or json (every column); html (the readable case table); md or latex "
+        "(the paper table: mechanisms × sizes, best in bold, speedups with 95 % intervals; see --table); figures "
+        "(every figure as SVG and PDF, into the directory --out, default RUN_DIR/figures)."
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (a directory for figures). Default: "
-                                       "RUN_DIR/export.<format>."),
+                                       "RUN_DIR/export.<format> (export.tex for latex, figures/ for figures)."),
     baseline: Optional[str] = typer.Option(
-        None, "--baseline", help="Label for the speedup column of md/html. Default: dense, when the run has it."
+        None, "--baseline", help="Label the speedups of md/html/latex are against. Default: dense, when the run has it."
+    ),
+    metric: MetricName = typer.Option("latency", "--metric", help=f"Value of the paper table and of the speedups: "
+                                      f"{METRIC_HELP}."),
+    table: Optional[ExportTable] = typer.Option(
+        None, "--table", help="For md and latex: paper (default: one table per setting, mechanism rows × size "
+        "columns) or cases (the long table, one line per case)."
     ),
     png: bool = typer.Option(False, "--png", help="With --format figures: a 200 dpi PNG of each figure too."),
 ) -> None:
@@ -80,12 +87,14 @@ def export_command(
     if plain(format_) == "figures":
         from ..views.static import export_figures
 
-        written = export_figures(run_dir, out, baseline, png=png)
+        if table is not None:
+            raise UsageError("--table is for md and latex")
+        written = export_figures(run_dir, out, baseline, plain(metric), png=png)
         console.print(Text(f"wrote {len(written)} figure files into {written[0].parent}"))
         return
     if png:
         raise UsageError("--png is for --format figures")
-    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline)}"))
+    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline, plain(metric), plain(table))}"))
 
 
 @command("compare")

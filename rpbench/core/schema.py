@@ -141,5 +141,7 @@ ROUND_COLUMNS: dict[str, tuple[str, str]] = {
 # The headline metrics reports, speedups and compare can use: name -> the results column it reads.
 METRIC_COLUMNS = {"latency": "latency_ms_median", "throughput": "throughput_img_s", "memory": "peak_mem_mb"}
 
-# What `rpbench export` writes: every column (csv, parquet, json) or the readable case table (md, html).
-EXPORT_FORMATS = ("csv", "parquet", "json", "md", "html", "figures")
+# What `rpbench export` writes: every column (csv, parquet, json), the readable case table (html), either the
+# paper table or the case table (md, latex: EXPORT_TABLES, the paper table by default), or the static figures.
+EXPORT_FORMATS = ("csv", "parquet", "json", "md", "html", "latex", "figures")
+EXPORT_TABLES = ("paper", "cases")

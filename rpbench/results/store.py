@@ -4,8 +4,8 @@ killed sweep loses nothing finished.
 Layout: results.csv (one row per case), samples.csv (every pooled timed sample), rounds.csv (every timed pass,
 pooled or left out), passes.jsonl (the journal of passes of cases not yet final), env.json, suite.toml, run.json (which
 sweep the dir holds, see `resume`), report.html, .rpbench.lock (see `lock`), and traces/<case_id>.json.gz (written
-by the profiler at the path `RunWriter.trace_path` gives). A `Measurement`
-becomes a results row on its way in (`rows.row_of`) and nowhere else. No torch here.
+by the profiler at the path `RunWriter.trace_path` gives). A `Measurement` becomes a results row on its way in
+(`rows.row_of`) and nowhere else. No torch here.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -25,6 +26,8 @@ from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
 from . import csvfile, traces
 from .csvfile import oserror_line as _oserror
 from .csvfile import write_file  # noqa: F401  (the store's one atomic writer, used by views and exports too)
+from .envfile import read_env as _read_env
+from .envfile import set_aside as _set_aside
 from .lock import LOCK
 from .rows import pass_from_line, pass_line, plain_sample_rows, round_rows, row_of, sample_rows
 
@@ -177,25 +180,6 @@ class RunWriter:
         return path.relative_to(self.run_dir).as_posix()
 
 
-def _read_env(path: Path) -> tuple[dict[str, Any], str | None]:
-    """(env.json as a dict, None), or ({}, what is wrong with it); a missing file is ({}, None)."""
-    if not path.exists():
-        return {}, None
-    try:
-        env = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return {}, f"{ENV} was unreadable ({type(err).__name__})"
-    if not isinstance(env, dict):
-        return {}, f"{ENV} held a JSON {type(env).__name__}, not an object"
-    return env, None
-
-
-def _set_aside(path: Path) -> Path:
-    kept = path.with_name(f"{path.stem}.invalid-{datetime.now().strftime('%Y%m%d-%H%M%S')}{path.suffix}")
-    os.replace(path, kept)
-    return kept
-
-
 def results_path(path: str | Path) -> Path:
     """Resolve a run dir or a results.csv path, or raise ResultsError with one line."""
     path = Path(path)
@@ -236,11 +220,19 @@ def load(path: str | Path) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Run:
-    """A results dir read back: its directory, its table (schema dtypes) and its env.json."""
+    """A results dir read back: its directory, its table (schema dtypes), its env.json and, read on first use (only
+    the bootstrap intervals need it), samples.csv: empty when absent or unreadable, so the intervals fall back."""
 
     directory: Path
     frame: pd.DataFrame
     env: dict[str, Any]
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        try:
+            return load_samples(self.directory)
+        except ResultsError:  # a damaged samples.csv costs the intervals, not the report
+            return _no_samples()
 
 
 def load_run(path: str | Path) -> Run:
@@ -253,9 +245,11 @@ def load_samples(path: str | Path) -> pd.DataFrame:
     """samples.csv of a run dir (long format), empty frame when absent."""
     run_dir = results_path(path).parent
     samples = run_dir / SAMPLES
-    if not samples.is_file() or samples.stat().st_size == 0:
-        return pd.DataFrame({c: pd.Series(dtype=d) for c, (d, _) in SAMPLE_COLUMNS.items()})
-    return csvfile.read(samples, SAMPLE_COLUMNS)
+    return csvfile.read(samples, SAMPLE_COLUMNS) if samples.is_file() and samples.stat().st_size else _no_samples()
+
+
+def _no_samples() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, (d, _) in SAMPLE_COLUMNS.items()})
 
 
 def load_env(path: str | Path) -> dict[str, Any]:

@@ -199,8 +199,11 @@ def speedup_figures(run: RunAnalysis, dashes: dict[str, str]) -> list[Figure | N
     data = summary[summary["speedup"].notna() & (summary["mechanism"] != run.baseline)].copy()
     data["_look"] = data["attention"].fillna(data["mechanism"]).astype(str)
     better = "faster" if run.metric.name != "memory" else "smaller"
-    title = (f"{run.metric.label.capitalize()} speedup over {run.baseline} (> 1: {better} than {run.baseline}; "
-             f"bars: the speedup's interval)")
+    methods = set(data["speedup_method"].dropna()) if "speedup_method" in data else set()
+    bars = {frozenset({"bootstrap"}): "bars: 95 % bootstrap interval",
+            frozenset({"p20-p80"}): "bars: p20–p80 ends paired least favourably"}.get(
+        frozenset(methods), "bars: 95 % bootstrap interval, p20–p80 pairing where a case has no samples")
+    title = f"{run.metric.label.capitalize()} speedup over {run.baseline} (> 1: {better} than {run.baseline}; {bars})"
     common = dict(y="speedup", line="line", interval=("speedup_low", "speedup_high"), kind="bars", dashes=dashes,
                   title=title, y_title=f"× {run.baseline} ({run.metric.label})", reference=1.0,
                   reference_label=f"= {run.baseline}")

@@ -1,15 +1,23 @@
 """How numbers and verdicts read, the same in the terminal, in report.html and in exports. Plain strings only."""
 from __future__ import annotations
 
+import html
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pandas as pd
 
+from ..analysis.bootstrap import AGREEMENT
 from ..analysis.metrics import Metric
 
 MISSING = "—"
+# Marks a speedup whose interval is the p20–p80 pairing, not a bootstrap (the case or its baseline has no samples).
+BAND_MARK = "†"
+SPEEDUP_NOTE = (f"Speedup intervals: 95 % bootstrap of both cases' timed samples (resampled within each timed "
+                f"pass, fixed seed); {BAND_MARK} the p20–p80 ends paired least favourably (no samples to resample).")
+CI_NAMES = {"bootstrap": "bootstrap", "t": "t", "p20-p80": "p20–p80"}
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:
@@ -47,10 +55,32 @@ def fmt_exponent(row: Mapping[str, Any]) -> str:
 
 
 def fmt_speedup(row: Mapping[str, Any]) -> str:
-    """`2.00× [1.90–2.10]`: the speedup over the baseline and its p20/p80 bounds."""
+    """`2.00× [1.90–2.10]`: the speedup over the baseline and its 95 % interval, marked BAND_MARK when the interval
+    is the p20–p80 pairing; `2.00×` alone when the interval is a point (peak memory has no spread)."""
     if pd.isna(row["speedup"]):
         return MISSING
-    return f"{row['speedup']:.2f}× [{row['speedup_low']:.2f}–{row['speedup_high']:.2f}]"
+    low, high = row["speedup_low"], row["speedup_high"]
+    if pd.isna(low) or pd.isna(high) or f"{low:.2f}" == f"{high:.2f}" == f"{row['speedup']:.2f}":
+        return f"{row['speedup']:.2f}×"
+    mark = BAND_MARK if row.get("speedup_method") == "p20-p80" else ""
+    return f"{row['speedup']:.2f}× [{low:.2f}–{high:.2f}]{mark}"
+
+
+def interval_methods(fits: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which interval each fitted quantity of a curve has, e.g. `latency: bootstrap; memory, flops: t`."""
+    by_method: dict[str, list[str]] = {}
+    for quantity, fit in fits.items():
+        method = fit.get("ci_method")
+        if isinstance(method, str):
+            by_method.setdefault(CI_NAMES.get(method, method), []).append(quantity)
+    return "; ".join(f"{', '.join(names)}: {method}" for method, names in by_method.items()) or MISSING
+
+
+def md_cell(value: object) -> str:
+    """Text for a markdown table cell: HTML as entities, markdown's link/emphasis/code characters and the cell
+    separator escaped, one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return re.sub(r"([\\`*_|]|(?<=\])\()", r"\\\1", text)  # `](` escaped: never a link
 
 
 def fmt_percent(value: Any, missing: str = MISSING) -> str:
@@ -63,20 +93,34 @@ def fmt_status(row: Mapping[str, Any]) -> str:
     return f"{row['status']}{note}"
 
 
-def describe_crossover(status: str, tokens: float | None, resolution: float | None, metric: Metric) -> str:
-    """Human wording of a crossover row."""
+def describe_crossover(status: str, tokens: float | None, resolution: float | None, metric: Metric,
+                       resampled: Mapping[str, Any] | None = None) -> str:
+    """Human wording of a crossover row; with `resampled` (the row's tokens_low/high, agree, other) the 95 %
+    interval of N, or, when the bootstrap resamples disagree on the status, that they do (no interval then: a
+    tight interval over the resamples that happen to cross would overstate what is known)."""
     verb = {"latency": "faster", "throughput": "higher throughput", "memory": "less memory"}[metric.name]
-    if status == "crossover" and tokens is not None:
-        where = f"N ≈ {tokens:,.0f}"
-        if resolution is not None:
-            where += f" (≈ {resolution:,.0f} px)"
-        return f"{verb} from {where}"
-    return {
+    words = {
         "always": f"always {verb} in range",
         "never": f"never {verb} in range",
         "mixed": f"{verb} only at some N, not at the largest",
         "insufficient": "too few shared sizes",
-    }[status]
+    }
+    extra = {} if resampled is None else resampled
+    if status == "crossover" and tokens is not None:
+        where = f"N ≈ {tokens:,.0f}"
+        low, high = extra.get("tokens_low"), extra.get("tokens_high")
+        if low is not None and high is not None and not pd.isna(low) and not pd.isna(high):
+            where += f" [{low:,.0f}–{high:,.0f}]"
+        if resolution is not None and not pd.isna(resolution):
+            where += f" (≈ {resolution:,.0f} px)"
+        text = f"{verb} from {where}"
+    else:
+        text = words[status]
+    agree, other = extra.get("agree"), extra.get("other")
+    if agree is not None and not pd.isna(agree) and agree < AGREEMENT:
+        rest = "a crossover" if other == "crossover" else words.get(str(other), str(other))
+        text += f"; resamples disagree: {agree:.0%} agree, the rest mostly {rest}"
+    return text
 
 
 # What a share above 100 % shows instead of a number (see analysis.peaks.efficiency).
@@ -149,7 +193,7 @@ def curve_fits(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str |
         crossover = None
         if baseline is not None:
             crossed = crossings[(crossings["_context"] == key[0]) & (crossings["_variant"] == key[1])]
-            crossover = "; ".join(describe_crossover(c["status"], c["tokens"], c["resolution"], metric)
+            crossover = "; ".join(describe_crossover(c["status"], c["tokens"], c["resolution"], metric, c)
                                   + left_out_text(c) for _, c in crossed.iterrows()) or MISSING
         found.append(CurveFits(curve["line"], fits, crossover))
     return found

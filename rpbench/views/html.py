@@ -14,7 +14,8 @@ import pandas as pd
 from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, analyse_run, best_flags, flag_summary
 from ..results import store
 from .figures import build_figures
-from .format import MISSING, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_status, left_out_text, measured_cells
+from .format import (MISSING, SPEEDUP_NOTE, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_status,
+                     interval_methods, left_out_text, measured_cells)
 
 # Environment header: label -> env.json key (as environment.collect writes it). The device comes from the rows.
 ENV_FIELDS = {
@@ -80,7 +81,7 @@ def _env_html(env: Mapping[str, Any], frame: pd.DataFrame, run_dir: Path) -> str
 
 
 def _scaling_html(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str | None, metric: Metric) -> str:
-    header = ["curve"] + [f"k {q} [95 % CI]" for q in SCALING_QUANTITIES] + ["points", "R² (latency)"]
+    header = ["curve"] + [f"k {q} [95 % CI]" for q in SCALING_QUANTITIES] + ["CI of k", "points", "R² (latency)"]
     if baseline is not None:
         header.append(f"crossover vs {baseline} ({metric.label})")
     rows = []
@@ -88,6 +89,7 @@ def _scaling_html(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
         cells = [(_esc(curve.line), "text")]
         cells += [(_esc(fmt_exponent(curve.fits[q]) + left_out_text(curve.fits[q])) if q in curve.fits else MISSING, "")
                   for q in SCALING_QUANTITIES]
+        cells.append((_esc(interval_methods(curve.fits)), "text"))
         points = max((int(fit["n_points"]) for fit in curve.fits.values()), default=None)
         latency = curve.fits.get("latency")
         cells.append((MISSING if points is None else str(points), ""))
@@ -137,7 +139,8 @@ def _cases_html(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
             cells.append((_esc(flag_text(row)), "text flag"))
         rows.append(cells)
         classes.append("failed" if not row["ok"] else "flagged" if row["flagged"] else "")
-    return f"<p class=\"flags\">{_esc(flag_summary(summary))}</p>" + _table(header, rows, classes)
+    note = f"<p>{_esc(SPEEDUP_NOTE)}</p>" if baseline is not None else ""
+    return f"<p class=\"flags\">{_esc(flag_summary(summary))}</p>" + note + _table(header, rows, classes)
 
 
 _RUN_DIR_LINK = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -208,7 +211,9 @@ Latencies are per call; FLOPs count 1 multiply-accumulate as 2 FLOPs.</p>
 {reproduce}
 <h2>Scaling exponents and crossovers</h2>
 <p>Least-squares fit of log y = a + k·log N per curve with 4 or more sizes (fewer: "n/a"); dense attention should show k ≈ 2,
-linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space between measured sizes.</p>
+linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space between measured sizes. Intervals are
+95 %: latency exponents and crossovers from a bootstrap of the timed samples (resampled within each pass, the fit
+or crossover redone per resample), memory and FLOP exponents from the fit's t-interval; "CI of k" says which.</p>
 {_scaling_html(run.exponents, run.crossings, baseline, metric)}
 <h2>Figures</h2>
 {figures}
@@ -229,5 +234,5 @@ def write_html(run_dir: str | Path, baseline: str | None = None, metric: str = "
     Raises ResultsError / AnalysisError with one-line messages for unusable input.
     """
     run = store.load_run(run_dir)
-    return store.write_report(run.directory, render_html(analyse_run(run.frame, run.env, baseline, metric),
-                                                         run.directory))
+    analysed = analyse_run(run.frame, run.env, baseline, metric, samples=run.samples)
+    return store.write_report(run.directory, render_html(analysed, run.directory))

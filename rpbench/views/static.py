@@ -155,7 +155,7 @@ def export_figures(run_dir: str | Path, out: str | Path | None = None, baseline:
     formats = (*DEFAULT_FORMATS, "png") if png else DEFAULT_FORMATS
     check_formats(formats)  # before reading the run: a missing matplotlib is the first thing to say
     run = store.load_run(run_dir)
-    figures = build_figures(analyse_run(run.frame, run.env, baseline, metric))
+    figures = build_figures(analyse_run(run.frame, run.env, baseline, metric, samples=run.samples))
     if not figures:
         raise ExportError(f"{run.directory}: no successful case to draw")
     return write_figures(figures, out if out is not None else run.directory / "figures", formats, flag)

@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags, flag_summary
-from .format import MISSING, curve_fits, flag_text, left_out_text, fmt_exponent, fmt_int, fmt_number, fmt_status, measured_cells
+from .format import (MISSING, SPEEDUP_NOTE, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_number, fmt_status,
+                     interval_methods, left_out_text, measured_cells)
 
 BEST_STYLE = "bold green"
 FLAG_STYLE = "bold yellow"
@@ -50,7 +51,7 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
         table.add_column("res px", justify="right")
     headers = {"latency_ms_median": "median ms", "spread": "p20–p80 ms", "throughput_img_s": "img/s",
                "peak_mem_mb": "peak MiB", "flops": "FLOPs", "tflops_s": "TFLOP/s", "pct_peak": "% of datasheet peak",
-               "pct_ceiling": "% of measured ceiling", "speedup": f"{metric.label} vs {baseline} [p20/p80 bounds]"}
+               "pct_ceiling": "% of measured ceiling", "speedup": f"{metric.label} vs {baseline} [95 % CI]"}
     for column in columns:
         table.add_column(Text(headers[column]), justify="right")
     table.add_column("status")
@@ -75,7 +76,7 @@ def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> 
         else:
             cells += [_cell(MISSING)] * len(columns) + [_cell(fmt_status(row))] + [_cell("")] * show_flags
             table.add_row(*cells, style="dim")
-    table.caption = flag_summary(summary)
+    table.caption = flag_summary(summary) + (f"\n{SPEEDUP_NOTE}" if baseline is not None else "")
     return table
 
 
@@ -85,6 +86,7 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
     table.add_column("curve")
     for quantity in SCALING_QUANTITIES:
         table.add_column(f"k {quantity}", justify="right")
+    table.add_column("CI of k")
     if baseline is not None:
         table.add_column(Text(f"crossover vs {baseline} ({metric.label})"))
     for column in table.columns:
@@ -96,6 +98,7 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
             shown = MISSING if fit is None else fmt_exponent(fit) if pd.isna(fit["exponent"]) else \
                 f"{fmt_exponent(fit)} n={fit['n_points']} R²={fit['r2']:.3f}"
             cells.append(_cell(shown + ("" if fit is None else left_out_text(fit))))
+        cells.append(_cell(interval_methods(curve.fits)))
         if curve.crossover is not None:
             cells.append(_cell(curve.crossover))
         table.add_row(*cells)

@@ -57,7 +57,7 @@ def test_report_command_shows_the_key_numbers(run_dir):
     assert "6.27× [5.67–6.93]" in out  # rpattention vs dense at N=3136: 19.67/3.136 with p20/p80 bounds
     assert "n/a (3 sizes)" in out  # dense latency has three ok sizes: no exponent from fewer than four
     assert "1.00 [1.00, 1.00] n=4" in out
-    assert "faster from N ≈ 500 (≈ 358 px)" in out
+    assert "faster from N ≈ 500 [467–538] (≈ 358 px)" in out
     assert "oom: CUDA out of memory" in out
     assert "0.6%" in out  # 6.14 TFLOP/s of the H100's 989.5 bf16 peak
     assert (run_dir / "report.html").is_file()
@@ -181,10 +181,12 @@ def test_export_json_is_one_record_per_case(run_dir):
 
 
 def test_export_markdown_table(run_dir):
-    assert invoke("export", str(run_dir), "--format", "md").exit_code == 0
-    lines = (run_dir / "export.md").read_text().splitlines()
+    assert invoke("export", str(run_dir), "--format", "md", "--table", "cases").exit_code == 0
+    table, note = (run_dir / "export.md").read_text().split("\n\n")
+    lines = table.splitlines()
     cases = len(store.load(run_dir))
     assert len(lines) == cases + 2
+    assert note.startswith("Speedup intervals: 95 % bootstrap")
     assert lines[0].startswith("| mechanism | N |") and lines[1].startswith("|---|")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert any("| 6.27× [5.67–6.93] |" in line for line in lines)
@@ -231,7 +233,7 @@ def test_report_html_is_self_contained(run_dir):
     for value in ("NVIDIA H100 80GB HBM3", "2.13.0", "12.8", "0123abcd"):
         assert value in page
     assert '<a href="traces/rp_m32.json.gz">' in page
-    assert "faster from N ≈ 500 (≈ 358 px)" in page
+    assert "faster from N ≈ 500 [467–538] (≈ 358 px)" in page
     assert "n/a (3 sizes)" in page and "1.00 [1.00, 1.00]" in page  # dense: 3 ok sizes, rp: 4
     cases = _Cells()
     cases.feed(page.split("<h2>Cases</h2>")[1].split("<h2>")[0])

@@ -108,7 +108,10 @@ def paper_tables(run: RunAnalysis) -> list[PaperTable]:
         best = _best(rows, axis, metric.column, metric.higher_is_better)
         baseline = run.baseline if run.baseline in set(rows["mechanism"]) else None
         table = PaperTable(caption="", columns=headers, unit=metric.unit, baseline=baseline)
-        for _, curve in rows.groupby("_variant", sort=False):
+        # The baseline first, then the other curves by name (rpattention (m=16) before (m=64)), as a paper lists them.
+        curves = sorted(rows.groupby("_variant", sort=False),
+                        key=lambda item: (item[1]["mechanism"].iloc[0] != baseline, str(item[1]["series"].iloc[0])))
+        for _, curve in curves:
             by_size = {value: row for value, (_, row) in zip(curve[axis], curve.iterrows())}
             cells = [_cell(by_size[s], by_size[s].name in best, metric.column, baseline) if s in by_size
                      else Cell() for s in sizes]

@@ -124,6 +124,8 @@ def test_markdown_paper_table(run_dir):
     body = [line for line in text.split("**Table 2.**")[0].splitlines() if line.startswith("| ")]
     header, rows = body[0], body[1:]
     assert header.startswith("| mechanism | N = 196 | N = 196 × dense | N = 784 |")
+    names = [re.split(r"(?<!\\)\|", line)[1].strip() for line in rows[1:]]
+    assert rows[0].startswith("| dense |") and names == sorted(names)  # the baseline first, then by name
     frame = store.load(run_dir)
     for line in rows:
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]

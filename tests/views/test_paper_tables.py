@@ -148,3 +148,21 @@ def test_the_case_table_stays_available(run_dir):
     assert r"\begin{tabular}" in text and text.count(r"\\") == len(store.load(run_dir)) + 1
     result = invoke("export", str(run_dir), "--format", "csv", "--table", "paper")
     assert result.exit_code == 2 and "--table is for md and latex" in " ".join(result.output.split())
+
+
+def test_latex_compiles_with_booktabs(run_dir, tmp_path):
+    """The LaTeX output, hostile label included, through a real pdflatex (where one is installed: not in CI)."""
+    import shutil
+    import subprocess
+
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-recommended)")
+    assert invoke("export", str(run_dir), "--format", "latex", "--out", str(tmp_path / "table.tex")).exit_code == 0
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
+                                      "\\usepackage[margin=1cm,landscape]{geometry}\n"
+                                      "\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").read_bytes().startswith(b"%PDF-")

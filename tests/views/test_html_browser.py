@@ -150,3 +150,26 @@ def test_figures_legends_sit_below_the_plots_whole_and_ticks_at_measured_sizes(t
     assert sorted(latency["entries"]) == sorted(names)
     speedup = next(f for f in geometry if "speedup" in f["title"])
     assert sorted(speedup["entries"]) == sorted(set(names) - {"dense"})
+
+
+def test_routing_map_page_renders_offline_with_every_image_decoded(tmp_path):
+    """maps.html in headless Chromium behind the dead proxy: every embedded panel decodes (naturalWidth > 0) and the
+    page asks for nothing."""
+    from rpbench.views.maps import write_maps
+
+    from test_map_page import hand_made
+
+    page = write_maps(hand_made(), tmp_path / "maps")[0]
+    probe = tmp_path / "maps" / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const pre = document.createElement("pre"); pre.id = "decoded";
+  pre.textContent = JSON.stringify(images.map(i => i.naturalWidth));
+  document.body.appendChild(pre);
+});
+</script></body>"""))
+    dom, netlog = _open(probe, tmp_path)
+    widths = json.loads(re.search(r'<pre id="decoded">(.*?)</pre>', dom, re.S).group(1))
+    assert len(widths) >= 4 and all(w > 0 for w in widths), widths
+    assert page_requests(netlog) == []

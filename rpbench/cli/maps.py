@@ -42,6 +42,9 @@ def maps_command(
 ) -> None:
     """Draw routing maps: each token's representative, and query points' maps through the representatives beside
     dense attention's, into an offline HTML page plus PNG/SVG panels."""
+    from ..views.static import need_matplotlib
+
+    need_matplotlib("routing maps")  # before the layer is built: the panels are drawn by matplotlib
     from ..measure.maps import compute_maps
     from ..results.store import make_dir
     from ..suites.flags import parse_knobs

@@ -127,10 +127,15 @@ def check_formats(formats: tuple[str, ...]) -> None:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ExportError(f"unknown figure format {unknown[0]!r}; choose from: {', '.join(FORMATS)}")
+    need_matplotlib("static figures")
+
+
+def need_matplotlib(purpose: str) -> None:
+    """One error line, before any work, where matplotlib is missing (the offline GPU images lack it)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as err:
-        raise ExportError(f"static figures need matplotlib, which is not importable here ({err}); "
+        raise ExportError(f"{purpose} need matplotlib, which is not importable here ({err}); "
                           f"pip install matplotlib") from None
 
 

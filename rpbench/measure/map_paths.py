@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attentions._common import split_heads
+
 from ..core.errors import UsageError
 
 MECHANISMS = ("rpattention", "agent", "cbsa")
@@ -34,15 +36,10 @@ class PathWeights:
     reps: int  # M
 
 
-def _heads(x: Tensor, heads: int) -> Tensor:
-    batch, tokens, channels = x.shape
-    return x.reshape(batch, tokens, heads, channels // heads).transpose(1, 2)
-
-
 def dense_rows(q: Tensor, k: Tensor, heads: int, scale: float, rows: Tensor) -> Tensor:
     """Dense softmax attention's rows for the query tokens `rows`, per head: (h, P, N) for batch 0."""
-    q_rows = _heads(q, heads)[0][:, rows]
-    return ((q_rows @ _heads(k, heads)[0].transpose(-1, -2)) * scale).softmax(dim=-1)
+    q_rows = split_heads(q, heads)[0][:, rows]
+    return ((q_rows @ split_heads(k, heads)[0].transpose(-1, -2)) * scale).softmax(dim=-1)
 
 
 def unsupported(name: str, module: nn.Module) -> str | None:
@@ -63,14 +60,14 @@ def _rpattention(module: nn.Module, x: Tensor, rows: Tensor) -> PathWeights:
     gather = routing.transpose(-1, -2)  # (B, h, M, N)
     if module.normalize:  # the forward divides each gathered row by its routing column sum: the same thing
         gather = gather / gather.sum(dim=-1, keepdim=True)
-    k_rep, u = gather @ _heads(k, heads), gather @ _heads(v, heads)
+    k_rep, u = gather @ split_heads(k, heads), gather @ split_heads(v, heads)
     scale = (channels // heads) ** -0.5  # scaled_dot_product_attention's default for head width d
     reps = gather.shape[-2]
     if module.interact:
         interact = ((u @ u.transpose(-1, -2)) * scale).softmax(dim=-1)
     else:
         interact = torch.eye(reps, dtype=u.dtype).expand(*u.shape[:2], reps, reps)
-    distribute = ((_heads(q, heads) @ k_rep.transpose(-1, -2)) * scale).softmax(dim=-1)  # (B, h, N, M)
+    distribute = ((split_heads(q, heads) @ k_rep.transpose(-1, -2)) * scale).softmax(dim=-1)  # (B, h, N, M)
     response = distribute[0][:, rows] @ interact[0] @ gather[0]
     return PathWeights(assignment=routing[0].mean(dim=0).argmax(dim=-1), response=response,
                        dense=dense_rows(q, k, heads, scale, rows), reps=reps)

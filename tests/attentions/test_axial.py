@@ -1,8 +1,11 @@
 """axial: timm Attention's layout, dense attention on one-row and one-column grids, and a hand-written two-hop check."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
+from seeded import random_tokens
 from torch import nn
 
 import attentions
@@ -16,9 +19,7 @@ def make(name: str, grid, seed: int = 0) -> nn.Module:
     return attentions.build(name, dim=DIM, num_heads=HEADS, grid=grid).double().eval()
 
 
-def tokens(grid, batch: int = 2, seed: int = 1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen, dtype=torch.float64)
+tokens = partial(random_tokens, dim=DIM, dtype=torch.float64, draw=torch.float64)
 
 
 def test_axial_matches_timm_attention_state_dict():

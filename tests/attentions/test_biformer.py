@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 from official import load_official, stub_module
+from seeded import random_tokens
 
 import attentions
 import attentions.biformer
@@ -27,9 +29,7 @@ def build(grid=(8, 8), seed: int = 0, **knobs):
     return module
 
 
-def tokens(grid, batch: int = 2, seed: int = 1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen)
+tokens = partial(random_tokens, dim=DIM)
 
 
 def reference(module, x: torch.Tensor, routed: bool = True) -> torch.Tensor:

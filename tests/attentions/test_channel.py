@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import types
+from functools import partial
 
 import pytest
 import torch
 from official import load_official, stub_module
+from seeded import random_tokens
 from torch import nn
 
 import attentions
@@ -20,9 +22,7 @@ def build(grid=(8, 8), seed: int = 0, dtype=torch.float32) -> nn.Module:
     return attentions.build("channel", dim=DIM, num_heads=HEADS, grid=grid).to(dtype).eval()
 
 
-def tokens(grid, batch: int = 2, dtype=torch.float32, seed: int = 1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen).to(dtype)
+tokens = partial(random_tokens, dim=DIM)
 
 
 def test_channel_matches_official_state_dict():

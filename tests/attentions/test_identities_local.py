@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
+from seeded import random_tokens
 from torch import nn
 
 import attentions
@@ -18,9 +20,7 @@ def make(name: str, grid: tuple[int, int], seed: int = 0, **knobs) -> nn.Module:
     return attentions.build(name, dim=DIM, num_heads=HEADS, grid=grid, **knobs).double().eval()
 
 
-def tokens(grid: tuple[int, int], batch: int = 2, seed: int = 1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen, dtype=torch.float64)
+tokens = partial(random_tokens, dim=DIM, dtype=torch.float64, draw=torch.float64)
 
 
 def share_dense_weights(dense: nn.Module, other: nn.Module) -> None:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 from official import load_official, stub_module
+from seeded import random_tokens
 from torch import nn
 
 import attentions
@@ -21,9 +23,7 @@ def build(grid=(8, 8), seed: int = 0, **knobs):
     return attentions.build("lemevit", dim=DIM, num_heads=HEADS, grid=grid, **knobs).eval()
 
 
-def tokens(grid, batch: int = 2, dtype=torch.float32, seed: int = 1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen).to(dtype)
+tokens = partial(random_tokens, dim=DIM)
 
 
 # -- state-dict layout read from the official code ------------------------------------------------

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import types
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 from official import load_official, stub_module
+from seeded import random_tokens
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -30,9 +32,7 @@ def build(grid=(8, 8), seed: int = 0, dtype=torch.float32, **knobs) -> nn.Module
     return module
 
 
-def tokens(grid, batch: int = 2, dtype=torch.float32, seed: int = 1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen).to(dtype)
+tokens = partial(random_tokens, dim=DIM)
 
 
 def as_map(x: torch.Tensor, grid) -> torch.Tensor:

@@ -1,10 +1,13 @@
 """MLLA's token mixer: official layouts and outputs, the 2-D RoPE table, and plain ELU+1 linear attention underneath."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
 from official import load_official, stub_module
+from seeded import random_tokens
 from torch import nn
 
 import attentions
@@ -22,9 +25,7 @@ def build(grid=(8, 8), seed: int = 0, dim: int = DIM, num_heads: int = HEADS):
     return attentions.build("mlla", dim=dim, num_heads=num_heads, grid=grid).eval()
 
 
-def tokens(grid, batch: int = 2, dim: int = DIM, dtype=torch.float32, seed: int = 1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], dim, generator=gen).to(dtype)
+tokens = partial(random_tokens, dim=DIM)
 
 
 # -- state-dict layout read from the official code ------------------------------------------------

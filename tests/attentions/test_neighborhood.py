@@ -5,17 +5,29 @@ import logging
 import sys
 import typing
 import warnings
+from functools import partial
 
 import pytest
 import torch
 from official import load_official, stub_module
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, create_mask, flex_attention
+from seeded import random_tokens
+from torch.nn.attention.flex_attention import (
+    BlockMask,
+    create_block_mask,
+    create_mask,
+    flex_attention,
+)
 
 import attentions
 import attentions.neighborhood
 from attentions._common import merge_heads, split_heads
-from attentions.neighborhood import (flex_block_tables, natten_problem, neighbour_table, neighbourhood_mask_mod,
-                                     resolve_backend)
+from attentions.neighborhood import (
+    flex_block_tables,
+    natten_problem,
+    neighbour_table,
+    neighbourhood_mask_mod,
+    resolve_backend,
+)
 
 DIM, HEADS = 32, 4
 NATTEN = "SHI-Labs/NATTEN"
@@ -34,9 +46,7 @@ def build(grid=(8, 8), seed: int = 0, dtype=torch.float32, **knobs):
     return module
 
 
-def tokens(grid, batch: int = 2, dtype=torch.float32, seed: int = 1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen).to(dtype)
+tokens = partial(random_tokens, dim=DIM)
 
 
 def dense_mask(grid, kernel, dilation) -> torch.Tensor:

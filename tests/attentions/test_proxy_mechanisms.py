@@ -1,9 +1,12 @@
 """Mechanism-specific properties of agent, focused and cbsa, and their official state-dict layouts."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
+from seeded import random_tokens
 
 import attentions
 from attentions._common import merge_heads, split_heads
@@ -17,9 +20,7 @@ def build(name: str, grid=(8, 8), seed: int = 0, **knobs):
     return attentions.build(name, dim=DIM, num_heads=HEADS, grid=grid, **knobs).eval()
 
 
-def tokens(grid, batch: int = 2, dtype=torch.float32, seed: int = 1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, grid[0] * grid[1], DIM, generator=gen).to(dtype)
+tokens = partial(random_tokens, dim=DIM)
 
 
 def shapes(module) -> dict[str, tuple[int, ...]]:

@@ -61,3 +61,28 @@ def kill_sweep_when(suite: Path, out: Path, ready, timeout_s: float = 120) -> No
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+# `python -c` program: rpbench's CLI in a process where importing one package (and its submodules) fails.
+_BLOCK_IMPORT = """
+import sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name == {package!r} or name.startswith({package!r} + "."):
+            raise ImportError("No module named " + repr({package!r}))
+        return None
+sys.meta_path.insert(0, _Blocked())
+from rpbench.cli import main
+sys.argv = ["rpbench"] + sys.argv[1:]
+main()
+"""
+
+
+def rpbench_without(package: str, *args: str):
+    """Run `rpbench ARGS` in a subprocess that cannot import `package` (as on a machine without it installed)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _BLOCK_IMPORT.format(package=package), *args], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1], env={"COLUMNS": "200",
+                                                                                    "PATH": "/usr/bin:/bin"})

@@ -2,39 +2,18 @@
 matplotlib (static figures, routing maps) says so in one line, exit 2, before writing anything."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
+from cli_helpers import rpbench_without
 from fake_runs import scaling_rows, write_run
-
-BLOCK_MATPLOTLIB = """
-import sys
-class _NoMatplotlib:
-    def find_spec(self, name, path=None, target=None):
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            raise ImportError("No module named 'matplotlib'")
-        return None
-sys.meta_path.insert(0, _NoMatplotlib())
-from rpbench.cli import main
-sys.argv = ["rpbench"] + sys.argv[1:]
-main()
-"""
-
-
-def _rpbench_without_matplotlib(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_MATPLOTLIB, *args], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def test_report_html_keeps_its_figures_and_static_ones_are_refused_in_one_line(tmp_path):
     run = write_run(tmp_path / "run", scaling_rows())
-    result = _rpbench_without_matplotlib("report", str(run), "--html")
+    result = rpbench_without("matplotlib", "report", str(run), "--html")
     assert result.returncode == 0, result.stderr
     assert 'class="plotly-graph-div"' in (run / "report.html").read_text()
     for args in (("report", str(run), "--figures", str(tmp_path / "figs")),
                  ("export", str(run), "--format", "figures")):
-        result = _rpbench_without_matplotlib(*args)
+        result = rpbench_without("matplotlib", *args)
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip().splitlines() == [
             "error: static figures need matplotlib, which is not importable here (No module named 'matplotlib'); "
@@ -45,7 +24,7 @@ def test_report_html_keeps_its_figures_and_static_ones_are_refused_in_one_line(t
 def test_maps_without_matplotlib_is_one_line_before_any_work(tmp_path):
     image = tmp_path / "in.png"
     image.write_bytes(b"not read: matplotlib is checked first")
-    result = _rpbench_without_matplotlib("maps", "--attention", "rpattention", "--image", str(image),
+    result = rpbench_without("matplotlib", "maps", "--attention", "rpattention", "--image", str(image),
                                          "--out", str(tmp_path / "maps"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[0].startswith("error: routing maps need matplotlib")

@@ -40,9 +40,9 @@ def report_command(
     if png and figures is None:
         raise UsageError("--png needs --figures DIR (where to write the figures)")
     if figures is not None:
-        from ..views.static import DEFAULT_FORMATS, check_formats
+        from ..views.static import check_formats, figure_formats
 
-        formats = (*DEFAULT_FORMATS, "png") if png else DEFAULT_FORMATS
+        formats = figure_formats(png)
         check_formats(formats)
         store.make_dir(figures, "--figures")  # a bad DIR is said before the tables, not after them
     run = store.load_run(run_dir)

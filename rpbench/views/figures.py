@@ -37,6 +37,10 @@ class Series:
     flagged: tuple[bool, ...]
     notes: tuple[str, ...]  # per point: why it is flagged ("" when it is not)
 
+    def points(self, flagged: bool) -> list[int]:
+        """Indices of the flagged points (drawn hollow, not joined) or of the others (the line)."""
+        return [i for i, f in enumerate(self.flagged) if f == flagged]
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -56,6 +60,10 @@ class Figure:
     interval: str  # "band" (shaded p20–p80), "bars" (error bars) or ""
     reference: float | None = None  # a horizontal line (speedup 1 = the baseline)
     reference_label: str = ""
+
+    @property
+    def has_flagged(self) -> bool:
+        return any(any(s.flagged) for p in self.panels for s in p.series)
 
     @property
     def names(self) -> list[str]:

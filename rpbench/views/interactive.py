@@ -27,13 +27,9 @@ def as_text(value: object) -> str:
     return html.escape(str(value), quote=True).replace("%", "&#37;").replace("{", "&#123;").replace("}", "&#125;")
 
 
-def _split(series: Series, flagged: bool) -> list[int]:
-    return [i for i, f in enumerate(series.flagged) if f == flagged]
-
-
 def _traces(figure: Figure, series: Series, shown: set[str]) -> list[go.Scatter]:
     name = as_text(series.name)
-    keep = _split(series, False)
+    keep = series.points(False)
     xs, ys = [series.x[i] for i in keep], [series.y[i] for i in keep]
     traces = []
     if figure.interval == "band" and series.low is not None and keep:
@@ -52,7 +48,7 @@ def _traces(figure: Figure, series: Series, shown: set[str]) -> list[go.Scatter]
         line={"color": series.color, "width": 3.2 if series.highlight else 1.8, "dash": series.dash},
         marker={"symbol": series.marker, "size": 9 if series.highlight else 7, "color": series.color},
         error_y=error, hovertemplate=hover))
-    out = _split(series, True)
+    out = series.points(True)
     if out:
         notes = [as_text(series.notes[i]) for i in out]
         traces.append(go.Scatter(
@@ -77,7 +73,7 @@ def to_plotly(figure: Figure) -> go.Figure:
         if figure.reference is not None:
             fig.add_hline(y=figure.reference, line={"color": "#555", "dash": "dot", "width": 1}, row=row, col=col,
                           annotation_text=as_text(figure.reference_label), annotation_position="bottom right")
-    if any(any(s.flagged) for p in figure.panels for s in p.series):
+    if figure.has_flagged:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="flagged: hollow, left out of fits",
                                  marker={"symbol": "circle-open", "size": 10, "color": "#555"}), row=1, col=1)
     fig.update_xaxes(type="log", title_text=as_text(figure.x_title), tickvals=list(figure.x_ticks),

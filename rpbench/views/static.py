@@ -16,12 +16,19 @@ import math
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import ExportError
 from ..results import store
 from .figures import Figure, Series, facet_grid, fmt_tick
 
 FORMATS = ("svg", "pdf", "png")
 DEFAULT_FORMATS = ("svg", "pdf")
+
+
+def figure_formats(png: bool) -> tuple[str, ...]:
+    """What `--figures` / `--format figures` write: SVG and PDF, and PNG with `--png`."""
+    return (*DEFAULT_FORMATS, "png") if png else DEFAULT_FORMATS
 MARKERS = {"circle": "o", "square": "s", "diamond": "D", "triangle-up": "^", "triangle-down": "v",
            "triangle-left": "<", "triangle-right": ">", "pentagon": "p", "hexagon": "h", "hexagon2": "H",
            "star": "*", "cross": "P", "x": "X", "octagon": "8", "diamond-tall": "d"}
@@ -35,9 +42,7 @@ def _slug(name: str) -> str:
 
 
 def _draw(ax, figure: Figure, series: Series) -> list:
-    import numpy as np
-
-    keep = [i for i, f in enumerate(series.flagged) if not f]
+    keep = series.points(False)
     xs, ys = np.array([series.x[i] for i in keep]), np.array([series.y[i] for i in keep])
     width, size = (2.6, 6) if series.highlight else (1.4, 4.5)
     z = 3 if series.highlight else 2
@@ -57,7 +62,7 @@ def _draw(ax, figure: Figure, series: Series) -> list:
             band.set_gid(f"band:{_slug(series.name)}")
         (handle,) = ax.plot(xs, ys, **style)
         handle.set_gid(f"series:{_slug(series.name)}")
-    out = [i for i, f in enumerate(series.flagged) if f]
+    out = series.points(True)
     if out:
         (hollow,) = ax.plot([series.x[i] for i in out], [series.y[i] for i in out], linestyle="none",
                             marker=MARKERS.get(series.marker, "o"), markersize=size + 3, markerfacecolor="none",
@@ -108,7 +113,7 @@ def render(figure: Figure, fmt: str) -> bytes:
             axes[index // cols][index % cols].set_visible(False)
         labels = [n for n in names if n in handles]
         legend_handles = [handles[n] for n in labels]
-        if any(any(s.flagged) for p in figure.panels for s in p.series):
+        if figure.has_flagged:
             legend_handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
                                          markeredgecolor="#555555"))
             labels.append("flagged (hollow): left out of fits")
@@ -157,7 +162,7 @@ def export_figures(run_dir: str | Path, out: str | Path | None = None, baseline:
     from ..analysis import analyse_run
     from .figures import build_figures
 
-    formats = (*DEFAULT_FORMATS, "png") if png else DEFAULT_FORMATS
+    formats = figure_formats(png)
     check_formats(formats)  # before reading the run: a missing matplotlib is the first thing to say
     run = store.load_run(run_dir)
     figures = build_figures(analyse_run(run.frame, run.env, baseline, metric, samples=run.samples))

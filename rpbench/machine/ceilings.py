@@ -20,7 +20,6 @@ from ..measure.timing import time_step
 from ..core.case import Timing
 from ..core.measurement import summarize
 from . import environment
-from .environment import cpu_model
 from .interference import LoadMonitor
 
 
@@ -69,7 +68,7 @@ def _rates(device: str) -> dict[str, Any]:
     copy_s = _median_seconds(lambda: dst.copy_(src), device, budget_s)
     return {
         "device": device,
-        "device_name": torch.cuda.get_device_name(0) if cuda else cpu_model(),
+        "device_name": torch.cuda.get_device_name(0) if cuda else environment.cpu_model(),
         "matmul_size": size,
         "matmul_tflops": tflops,
         "copy_bytes": copy_bytes,
@@ -87,7 +86,7 @@ def device_key(device: str) -> str:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         uuid = getattr(props, "uuid", None)
         return f"{props.name} | GPU-{uuid}" if uuid is not None else props.name
-    return f"{cpu_model()} | {os.cpu_count() or 1} cores | {torch.get_num_threads()} threads"
+    return f"{environment.cpu_model()} | {os.cpu_count() or 1} cores | {torch.get_num_threads()} threads"
 
 
 def cache_path(key: str) -> Path:

@@ -33,6 +33,8 @@ def _git(*args: str) -> str | None:
 
 
 def cpu_model() -> str:
+    """The CPU's model name. The one place rpbench reads it (rows, resume's same-machine rule, the ceilings cache
+    key, doctor): call it through this module so a test can fake another machine in one place."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
             for line in cpuinfo:

@@ -22,7 +22,7 @@ from ..core.measurement import GpuReading, GpuTelemetry, Measurement, Round
 from ..machine import telemetry
 from ..machine.gpu_watch import GpuWatch
 from ..machine.interference import LoadMonitor
-from ..machine.environment import cpu_model
+from ..machine import environment
 from ..core.schema import ERROR_TOLERANCE
 from .notes import capped, flop_note, knobs_as_run
 from .accuracy import REFERENCE_DTYPES, relative_error
@@ -38,7 +38,7 @@ class NonFiniteOutput(RuntimeError):
 
 
 def device_name(device: str) -> str:
-    return torch.cuda.get_device_name() if device == "cuda" else cpu_model()
+    return torch.cuda.get_device_name() if device == "cuda" else environment.cpu_model()
 
 
 def device_names(cases: list[Case]) -> tuple[tuple[str, str], ...]:

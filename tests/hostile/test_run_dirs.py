@@ -319,12 +319,8 @@ def test_labels_with_newlines_are_refused_and_the_repair_follows_quotes(tmp_path
     assert target.read_text() == 'a,b\n1,"one\nline"\n'
 
 
-def test_resume_of_a_run_whose_header_predates_a_column_migrates_once(tmp_path):
-    old = Path(__file__).parents[1] / "data" / "run-before-restructure"
-    import shutil
-
-    run_dir = tmp_path / "old"
-    shutil.copytree(old, run_dir)
+def test_resume_of_a_run_whose_header_predates_a_column_migrates_once(old_run):
+    run_dir = old_run
     _drop_last_row(run_dir)
     started = time.time()
     assert run("sweep", "--resume", run_dir, "--no-report").exit_code == 0
@@ -336,7 +332,7 @@ def test_resume_of_a_run_whose_header_predates_a_column_migrates_once(tmp_path):
 def test_resume_refuses_rows_measured_on_another_model(done, monkeypatch):
     """A resume on a machine with another CPU (or GPU) model would put two models into one run's curves."""
     _drop_last_row(done)
-    monkeypatch.setattr("rpbench.measure.runner.device_name", lambda device: "Another CPU 9000")
+    monkeypatch.setattr("rpbench.machine.environment.cpu_model", lambda: "Another CPU 9000")
     before = files(done)
     line = one_line_error(run("sweep", "--resume", done))
     assert "cpu rows were measured on" in line and "this machine runs Another CPU 9000" in line

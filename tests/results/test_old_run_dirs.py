@@ -1,29 +1,34 @@
 """A results dir written by rpbench before the restructure still resumes and compares (ids, columns, files)."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from typer.testing import CliRunner
 
 import rpbench
 from rpbench.cli import app
-
-OLD_RUN = Path(__file__).parents[1] / "data" / "run-before-restructure"
+from old_runs import OLD_RUN, measured_on
 
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
-def test_resume_of_an_old_run_dir_finds_every_case_done(tmp_path):
-    run = tmp_path / "old"
-    shutil.copytree(OLD_RUN, run)
+def test_resume_of_an_old_run_dir_finds_every_case_done(old_run):
+    run = old_run
     before = (run / "results.csv").read_bytes()
     result = invoke("sweep", "--resume", str(run), "--no-report")
     assert result.exit_code == 0, result.output
     assert "4 case(s) already done were skipped" in result.output
     assert (run / "results.csv").read_bytes() == before
+
+
+def test_resume_of_an_old_run_dir_on_another_cpu_model_is_refused(old_run, as_measured_on):
+    """The same dir on a machine with another CPU model: refused in one line, nothing changed."""
+    as_measured_on("Another CPU 9000")
+    before = {path.name: path.read_bytes() for path in old_run.iterdir() if path.is_file()}
+    result = invoke("sweep", "--resume", str(old_run), "--no-report")
+    assert result.exit_code == 2, result.output
+    assert f"cpu rows were measured on {measured_on(OLD_RUN)}, this machine runs Another CPU 9000" in result.output
+    assert {path.name: path.read_bytes() for path in old_run.iterdir() if path.is_file()} == before
 
 
 def test_compare_matches_every_case_of_an_old_run_with_a_new_one(tmp_path):

@@ -39,7 +39,7 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
-def kill_sweep_when(suite: Path, out: Path, ready, timeout_s: float = 120) -> None:
+def kill_sweep_when(suite: Path, out: Path, ready, timeout_s: float = 600) -> None:
     """Start `rpbench sweep SUITE --out OUT` in its own process group and kill -9 it as soon as `ready()` holds."""
     import os
     import signal

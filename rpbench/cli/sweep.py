@@ -159,13 +159,19 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         TextColumn("eta"), TimeRemainingColumn(), console=console,
     )
     rounds = loaded.timing.rounds
-    console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} round{'s' * (rounds != 1)} "
-                                f"-> {run_dir}" + (f" (one worker on each of GPUs {', '.join(gpus)})" if gpus else "")))
-    for line in loaded.warnings:
-        err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
-    busy = _busy_machine_warning(cases)
-    if busy:
-        err_console.print(Text(f"warning: {busy}", style="yellow"))
+
+    def on_ready() -> None:
+        """Once the run dir is open (every refusal of it is one error line, before any of this): what will run, and
+        the warnings about the suite and the machine."""
+        console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} "
+                                    f"round{'s' * (rounds != 1)} -> {run_dir}"
+                                    + (f" (one worker on each of GPUs {', '.join(gpus)})" if gpus else "")))
+        for line in loaded.warnings:
+            err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
+        busy = _busy_machine_warning(cases)
+        if busy:
+            err_console.print(Text(f"warning: {busy}", style="yellow"), soft_wrap=True)
+
     task = progress.add_task(_markup_free(loaded.name), total=len(cases) * rounds)
 
     def on_start(case: Case, taken: int, planned: int) -> None:
@@ -189,7 +195,7 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
 
     try:
         with progress:
-            outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_start=on_start,
+            outcome = run_sweep(loaded, cases, run_dir, record, resume=resume, on_ready=on_ready, on_start=on_start,
                                 on_measured=on_measured, profile=profile, on_trace=on_trace,
                                 isolate_timeout_s=isolate_timeout_s, workers=workers, gpus=gpus)
             progress.update(task, completed=progress.tasks[0].total)

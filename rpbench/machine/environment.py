@@ -16,7 +16,7 @@ from importlib import metadata
 from typing import Any
 
 from ..core import __version__
-from . import telemetry
+from . import interference, telemetry
 
 GOVERNOR_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 # Distributions whose versions move attention numbers; read from metadata so nothing heavy gets imported.
@@ -135,6 +135,7 @@ def collect(command: str | None = None) -> dict[str, Any]:
             "usable_cores": usable_cores(),
             "governor": cpu_governor(),
         },
+        "assume_quiet": interference.assume_quiet(),  # other processes' load read as none (rpbench's tests)
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "tf32": tf32_settings(torch),

@@ -15,6 +15,17 @@ from pathlib import Path
 from ..core.measurement import DISTURBED_MIN_CORES, Load
 from . import telemetry
 
+# rpbench's own test suite sets this so that what it checks of rounds, retries and pooling does not depend on what
+# else the machine runs (tests side by side, a shared CI runner): other processes then read as using no CPU. The tests
+# of this module and of the doctor's load check take it away. Never set it for a real measurement: env.json records
+# it (`assume_quiet`), so a run measured with it says so.
+ASSUME_QUIET_ENV = "RPBENCH_ASSUME_QUIET"
+
+
+def assume_quiet() -> bool:
+    return os.environ.get(ASSUME_QUIET_ENV, "") not in ("", "0")
+
+
 # Windows shorter than this are extended (by waiting, after the timed loop) so the /proc/stat tick counts
 # (100 per second per core) can resolve half a core.
 MIN_WINDOW_S = 0.1
@@ -49,6 +60,8 @@ class _CpuWindow:
         if elapsed < MIN_WINDOW_S:
             time.sleep(MIN_WINDOW_S - elapsed)
             elapsed = time.perf_counter() - self._began
+        if assume_quiet():
+            return 0.0, elapsed
         after, own_after = cpu_jiffies(), time.process_time()
         before = self._jiffies
         if before is None or after is None or after[1] <= before[1]:
@@ -159,6 +172,8 @@ def _process_ticks() -> dict[int, tuple[str, int]]:
 
 def busiest_others(interval_s: float = 0.3, limit: int = 3) -> list[BusyProcess]:
     """The other processes using the most CPU over `interval_s` (at least a tenth of a core), busiest first."""
+    if assume_quiet():
+        return []
     before = _process_ticks()
     began = time.perf_counter()
     time.sleep(interval_s)

@@ -112,6 +112,7 @@ def run_sweep(
     isolate_timeout_s: float | None = None,
     workers: int = 1,
     gpus: list[str] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> SweepOutcome:
     """Measure every case not already final in run_dir, in rounds (`rpbench.measure.rounds`); each case is flushed
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
@@ -120,8 +121,11 @@ def run_sweep(
     profiler session runs before a timed pass. With `isolate_timeout_s`, every pass runs in a fresh process
     (`rpbench.measure.isolated`) that is killed after that many seconds; `workers` of them at a time (the CPU
     threads split between them), or one per GPU of `gpus` (CUDA_VISIBLE_DEVICES values, see
-    `isolated.gpu_slots`). This process stays the only writer of the run dir."""
+    `isolated.gpu_slots`). This process stays the only writer of the run dir. `on_ready()` runs once the run dir is
+    open, before anything is measured (a refused dir raises before it)."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
+        if on_ready is not None:
+            on_ready()
         return _measure_all(suite, cases, writer, record.command, on_start, on_measured, profile, on_trace,
                             isolate_timeout_s, workers, gpus)
 

@@ -150,6 +150,7 @@ def test_cpu_load_unreadable_warns(monkeypatch):
     assert cpu_checks.check_cpu_load().status == "warn"
 
 
+@pytest.mark.real_load
 def test_other_processes_are_measured_from_proc_stat():
     busy = interference.others_busy_cores(0.05)
     assert busy is None or 0.0 <= busy <= interference.logical_cores()

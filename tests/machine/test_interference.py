@@ -1,5 +1,8 @@
 """Interference is measured: other processes' share of the CPU around each timed window, other processes on the
-GPU, the busiest culprits by name, and, for real, that a sweep run beside two CPU burners flags what they slowed."""
+GPU, the busiest culprits by name, and, for real, that a sweep run beside two CPU burners flags what they slowed.
+
+These tests read the machine's real load (`real_load`), and the machine may be busy (tests side by side, a shared CI
+runner): what they check holds on a busy machine as on an idle one."""
 from __future__ import annotations
 
 import os
@@ -11,6 +14,7 @@ import pytest
 
 import rpbench
 from rpbench.analysis import analyse_run
+from rpbench.core.measurement import DISTURBED_MIN_CORES
 from rpbench.machine import interference, telemetry
 
 from cli_helpers import invoke
@@ -29,6 +33,7 @@ def stop(children: list[subprocess.Popen]) -> None:
         child.wait()
 
 
+@pytest.mark.real_load
 def test_the_monitor_subtracts_our_own_cpu_time(monkeypatch):
     readings = iter([(1000, 4000), (1000 + 60, 4000 + 80)])  # 60 busy of 80 jiffies over 2 cores
     clock = iter([10.0, 10.2])  # we used 0.2 s = 20 jiffies of CPU ourselves
@@ -43,6 +48,7 @@ def test_the_monitor_subtracts_our_own_cpu_time(monkeypatch):
     assert load.window_s >= interference.MIN_WINDOW_S and load.disturbed
 
 
+@pytest.mark.real_load
 def test_without_proc_stat_the_load_is_unknown_not_idle(monkeypatch):
     monkeypatch.setattr(interference, "cpu_jiffies", lambda: None)
     with interference.LoadMonitor(own_threads=1) as monitor:
@@ -75,18 +81,43 @@ def test_the_busy_machine_sentence_starts_at_half_the_cores():
     assert interference.busy_machine_sentence(None, 2) is None
 
 
+@pytest.mark.real_load
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
 def test_a_burning_process_is_seen_and_named():
+    """Alone, the burner takes a whole core; beside other work it takes its share of the cores, still well above the
+    tenth of a core from which a process is named (the bar: a fifth of a core, i.e. up to ten busy processes)."""
     children = burners(1, seconds=20)
     try:
         time.sleep(0.3)
         busy = interference.others_busy_cores(0.5)
-        named = interference.busiest_others(0.5)
+        named = interference.busiest_others(0.5, limit=64)
     finally:
         stop(children)
-    assert busy is not None and busy >= 0.6
-    assert any(p.pid == children[0].pid and p.cores >= 0.6 for p in named)
-    assert f"(pid {children[0].pid})" in interference.describe_busiest(named)
+    assert busy is not None and busy >= 0.2
+    burner = [p for p in named if p.pid == children[0].pid]
+    assert burner and burner[0].cores >= 0.2, named
+    assert f"(pid {children[0].pid})" in interference.describe_busiest(burner)
+
+
+@pytest.mark.real_load
+def test_a_quiet_machine_is_assumed_only_when_asked_and_env_json_says_so(monkeypatch):
+    """The test suite's seam (interference.ASSUME_QUIET_ENV): other processes read as idle, and a run says so."""
+    from rpbench.machine import environment
+
+    children = burners(1, seconds=20)
+    try:
+        time.sleep(0.3)
+        monkeypatch.setenv(interference.ASSUME_QUIET_ENV, "1")
+        assert interference.others_busy_cores(0.2) == 0.0 and interference.busiest_others(0.2) == []
+        with interference.LoadMonitor(own_threads=1) as monitor:
+            time.sleep(0.2)
+        assert monitor.load.others_busy_cores == 0.0 and not monitor.load.disturbed
+        assert environment.collect()["assume_quiet"] is True
+        monkeypatch.delenv(interference.ASSUME_QUIET_ENV)
+        assert interference.others_busy_cores(0.3) >= 0.2  # the burner, seen again
+        assert environment.collect()["assume_quiet"] is False
+    finally:
+        stop(children)
 
 
 SUITE = """
@@ -117,8 +148,12 @@ name = "window"
 
 
 @pytest.mark.slow
+@pytest.mark.real_load
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
 def test_a_sweep_beside_two_cpu_burners_flags_the_rows_they_slowed(tmp_path):
+    """Burners on every core: every row they slowed is flagged. The sweep without them runs on whatever the machine
+    is doing (it may be busy with other tests): its rows are flagged exactly where their passes saw other processes
+    keep cores busy, so on an idle machine (almost) none are."""
     threads = min(2, os.cpu_count() or 1)
     suite = tmp_path / "interference.toml"
     suite.write_text(SUITE.format(threads=threads))
@@ -138,7 +173,11 @@ def test_a_sweep_beside_two_cpu_burners_flags_the_rows_they_slowed(tmp_path):
     flagged = busy["disturbed"].astype(bool)
     assert flagged[slowed].all(), busy.loc[slowed & ~flagged, ["label", "tokens", "others_busy_cores"]]
     assert flagged.sum() >= len(busy) - 1 and (busy["retries"] >= 1).all()
-    assert idle["disturbed"].astype(bool).sum() <= 1  # the same sweep on a quiet machine flags (almost) nothing
+    # the same sweep without burners flags a row only where other processes kept cores busy beside it
+    idle_flagged = idle["disturbed"].astype(bool)
+    assert (idle.loc[idle_flagged, "others_busy_cores"] >= DISTURBED_MIN_CORES).all()
+    quiet = idle["others_busy_cores"] < DISTURBED_MIN_CORES
+    assert not idle_flagged[quiet].any()
     assert "rows flagged" in busy_run.output and "disturbed" in busy_run.output
     summary = analyse_run(busy.reset_index(), {}).summary
     assert summary["usable"].sum() <= 1 and summary.loc[summary["flagged"], "speedup"].isna().all()

@@ -141,6 +141,20 @@ def test_out_that_cannot_be_a_run_dir(tmp_path, suite, where):
     assert afile.read_text() == "x"
 
 
+def test_on_a_busy_machine_a_refused_out_is_still_one_line_and_the_warning_follows_an_accepted_one(
+        tmp_path, suite, monkeypatch):
+    """The busy-machine warning is said once the run dir is accepted, so a refusal stays the only line on stderr."""
+    from rpbench.machine import interference
+
+    monkeypatch.setattr(interference, "others_busy_cores", lambda interval: 2.0)
+    monkeypatch.setattr(interference, "logical_cores", lambda: 2)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "afile" in one_line_error(run("sweep", suite, "--out", afile))
+    accepted = run("sweep", suite, "--out", tmp_path / "run", "--no-report")
+    assert accepted.exit_code == 0 and "warning: other processes keep 2.00 of 2 cores busy" in accepted.stderr
+
+
 def test_out_into_a_dir_that_is_not_a_run_dir_is_refused(tmp_path, suite):
     home = tmp_path / "home"
     home.mkdir()

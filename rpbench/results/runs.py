@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from ..core.errors import ResultsError
-from .store import RESULTS, Run, load_run
+from .store import RESULTS, Run, load_run, results_path
 
 NOT_RECORDED = "not recorded"
 _GLOB = set("*?[")
@@ -132,14 +132,14 @@ def _names(paths: list[Path], labels: Mapping[str, str]) -> list[str]:
         seen.add(path.resolve())
     by_path = {}
     for given, name in labels.items():
-        matched = [p for p in paths if p.resolve() == Path(given).resolve()]
+        where = Path(given).parent if Path(given).name == RESULTS else Path(given)
+        matched = [p for p in paths if p.resolve() == where.resolve()]
         if not matched:
             raise ResultsError(f"--label {given}={name}: {given} is not one of the runs given")
         by_path[matched[0].resolve()] = name
-    names = [by_path.get(p.resolve(), p.resolve().name) for p in paths]
-    for index, path in enumerate(paths):
-        if path.resolve() not in by_path and names.count(names[index]) > 1:
-            names[index] = f"{path.resolve().parent.name}/{path.resolve().name}"
+    plain = [by_path.get(p.resolve(), p.resolve().name) for p in paths]
+    names = [f"{p.resolve().parent.name}/{p.resolve().name}" if p.resolve() not in by_path and plain.count(name) > 1
+             else name for p, name in zip(paths, plain)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ResultsError(f"two runs are both named {repeated[0]!r}; name them apart with --label RUN=NAME")
@@ -149,7 +149,7 @@ def _names(paths: list[Path], labels: Mapping[str, str]) -> list[str]:
 def load_runs(given: Iterable[str | Path], labels: Mapping[str, str] | None = None) -> list[LabelledRun]:
     """Every run dir named by `given` (paths, globs) with its facets; ResultsError with one line for a path that is
     not a run dir, a glob that matches none, or a label that names no run."""
-    paths = run_paths(given)
+    paths = [results_path(path).parent for path in run_paths(given)]  # a results.csv given: its dir
     if not paths:
         raise ResultsError("no run dir given")
     names = _names(paths, labels or {})

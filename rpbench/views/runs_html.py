@@ -15,28 +15,14 @@ from ..analysis.matrix import RunMatrix
 from ..analysis.runs import RunsAnalysis
 from ..results.runs import RunFacets
 from .format import MISSING, SPEEDUP_NOTE, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_speedup
-from .html import STYLE, _esc, _figures, _table
+from .html import STYLE, _esc, _figures, _table, page_head
 from .runs_terminal import commit_text
 
 EXTRA_STYLE = "td.regression { color: #b00; font-weight: bold; } td.improvement { color: #11772d; font-weight: bold; }"
 
 
 def _page(title: str, figures: int, body: str) -> str:
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="rpbench-figures" content="{figures}">
-<title>{_esc(title)}</title>
-<style>{STYLE}{EXTRA_STYLE}</style>
-</head>
-<body>
-<h1>{_esc(title)}</h1>
-{body}
-</body>
-</html>
-"""
+    return f"{page_head(title, figures, STYLE + EXTRA_STYLE)}\n{body}\n</body>\n</html>\n"
 
 
 def runs_legend_html(runs: Sequence[RunFacets], envs: Sequence[dict] | None = None) -> str:

@@ -19,7 +19,7 @@ METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 
 @command("report")
 def report_command(
-    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP),
+    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="Mechanism label to compare against. Default: dense, when the run has it."
     ),
@@ -31,7 +31,7 @@ def report_command(
                                            "this directory (created): <figure>.svg and <figure>.pdf, for a paper."),
     png: bool = typer.Option(False, "--png", help="With --figures (or export --format figures): a 200 dpi PNG of "
                              "each figure too."),
-    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
     out: Optional[Path] = typer.Option(None, "--out", help="With several runs and --html: the page to write (one "
                                        "offline file)."),
 ) -> None:
@@ -71,7 +71,7 @@ def report_command(
 
 @command("export")
 def export_command(
-    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP),
+    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     format_: ExportFormat = typer.Option(
         "csv", "--format", help="csv, parquet or json (every column); html (the readable case table); md or latex "
         "(the paper table: mechanisms × sizes, best in bold, speedups with 95 % intervals; see --table); figures "
@@ -89,7 +89,7 @@ def export_command(
         "columns) or cases (the long table, one line per case)."
     ),
     png: bool = typer.Option(False, "--png", help="With --format figures: a 200 dpi PNG of each figure too."),
-    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
 ) -> None:
     """Write a run's results in another format; several runs into one file (--out), the run columns first."""
     from ..views.export import export
@@ -116,7 +116,8 @@ def export_command(
 @command("compare")
 def compare_command(
     runs: list[Path] = typer.Argument(..., help="Reference results dir (A), then the dir(s) to judge against it (B, "
-                                      "...; globs too). Three runs or more: every case's speedup over A in each."),
+                                      "...; globs too). Three runs or more: every case's speedup over A in each.",
+                                      metavar="RUN"),
     threshold: float = typer.Option(
         5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both runs' p20–p80 spread, to count."
     ),
@@ -129,7 +130,8 @@ def compare_command(
                                "device, torch, timer or rounds (the differences are still printed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison (differences, counts, every case with "
                                  "its verdict) as JSON instead of a table."),
-    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP.replace("several runs", "three runs or more")),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP.replace("several runs", "three runs or more"),
+                                      metavar="RUN=NAME"),
 ) -> None:
     """Match cases of two runs by case_id and flag regressions and improvements beyond noise; cases flagged in either
     run (disturbed, unstable, throttled, implausible) are left out. Of three runs or more: a matrix of every case's

@@ -138,7 +138,7 @@ def compare_many(paths: Sequence[Path], labels: Sequence[str], threshold: float,
 
 @command("history")
 def history_command(
-    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP),
+    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     by: HistoryOrder = typer.Option("time", "--by", help="time (the run's date, env.json collected_at) or commit "
                                     "(the committer date of the commit the run recorded; see --commit-of)."),
     commit_of: Optional[str] = typer.Option(None, "--commit-of", help="With --by commit: order by the commit of "
@@ -150,7 +150,7 @@ def history_command(
                                     "beyond both runs' p20–p80 spread, to be marked."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the history as one offline page (plotly "
                                         "figures per device model and curve) to this file."),
-    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 when the last run marks a "
                                             "regression of any case (for CI)."),
 ) -> None:

@@ -19,7 +19,7 @@ from ..core.errors import ExportError
 from ..results import store
 from ..results.csvfile import output_file
 from ..results.runs import LabelledRun, combined_rows, load_runs
-from .export import _check_format, cases_latex, display_table, to_html_document, to_markdown
+from .export import check_format, cases_latex, display_table, to_html_document, to_markdown
 from .format import SPEEDUP_NOTE, md_cell
 from .paper import paper_tables, to_latex, to_paper_markdown
 
@@ -61,7 +61,7 @@ def readable(runs: RunsAnalysis, fmt: str, table: str | None = None) -> str:
 def export_runs(given: Sequence[str | Path], fmt: str, out: str | Path | None, labels: Mapping[str, str] | None = None,
                 baseline: str | None = None, metric: str = "latency", table: str | None = None) -> Path:
     """Write several runs in `fmt` to the file `out` (required: several runs have no dir of their own)."""
-    _check_format(fmt, table)
+    check_format(fmt, table)
     if out is None:
         raise ExportError("several runs need --out FILE: they have no run dir of their own to write into")
     path = output_file(out, "--out")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fake_runs import DEFAULT_ENV, H100, scaled, scaling_rows, write_run
 
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -39,3 +41,13 @@ def commit_runs(root: Path, factor: float = 2.0) -> list[Path]:
             rows[SLOWED] = scaled(rows[SLOWED], factor)
         dirs.append(write_run(root / f"run-{commit[:2]}", rows, env=env(9 - index, commit, commit_day=index + 1)))
     return dirs
+
+
+@pytest.fixture
+def wide_consoles(monkeypatch):
+    """rpbench's consoles 260 columns wide, whatever COLUMNS was when another test first imported them (a console
+    reads it once), so the tables of several runs print whole cells."""
+    from rpbench.cli.app import console, err_console
+
+    for found in (console, err_console):
+        monkeypatch.setattr(found, "width", 260)

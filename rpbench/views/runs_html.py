@@ -13,6 +13,7 @@ from ..analysis import SCALING_QUANTITIES
 from ..analysis.history import History
 from ..analysis.matrix import RunMatrix
 from ..analysis.runs import RunsAnalysis
+from ..core.schema import MEASURED_STATUSES
 from ..results.runs import RunFacets
 from .format import MISSING, SPEEDUP_NOTE, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_speedup
 from .html import STYLE, _esc, _figures, _table, page_head
@@ -37,7 +38,7 @@ def runs_legend_html(runs: Sequence[RunFacets], envs: Sequence[dict] | None = No
 
 
 def _value(row: pd.Series) -> tuple[str, str]:
-    if row["status"] not in ("ok", "inaccurate"):
+    if row["status"] not in MEASURED_STATUSES:
         return _esc(row["status"]), "text"
     flagged = isinstance(row["flags"], str) and bool(row["flags"])
     return _esc(fmt_number(row["value"]) + ("*" if flagged else "")), "flag" if flagged else ""

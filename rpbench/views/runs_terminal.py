@@ -15,6 +15,7 @@ from ..analysis import SCALING_QUANTITIES
 from ..analysis.history import History
 from ..analysis.matrix import RunMatrix
 from ..analysis.runs import RunsAnalysis
+from ..core.schema import MEASURED_STATUSES
 from ..results.runs import RunFacets
 from .format import MISSING, SPEEDUP_NOTE, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_speedup
 
@@ -44,7 +45,7 @@ def runs_table(runs: Sequence[RunFacets], title: str = "Runs") -> Table:
 
 
 def _value_cell(row: pd.Series) -> Text:
-    if row["status"] not in ("ok", "inaccurate"):
+    if row["status"] not in MEASURED_STATUSES:
         return _text(row["status"], "dim")
     flagged = isinstance(row["flags"], str) and bool(row["flags"])
     return _text(fmt_number(row["value"]) + (FLAG_MARK if flagged else ""), "yellow" if flagged else "")
@@ -114,7 +115,7 @@ def runs_scaling_table(runs: RunsAnalysis) -> Table:
 
 
 def _history_cell(row: pd.Series) -> Text:
-    if row["status"] not in ("ok", "inaccurate"):
+    if row["status"] not in MEASURED_STATUSES:
         return _text(row["status"], "dim")
     value = fmt_number(row["value"])
     verdict = row["verdict"] if isinstance(row["verdict"], str) else ""

@@ -11,7 +11,9 @@ from rpbench.results.runs import load_runs
 
 from cli_helpers import invoke
 from fake_runs import DEFAULT_ENV, rp_latency, scaled, scaling_rows, write_run
-from multi_runs import A100, COMMITS, SLOWED, commit_runs, env
+from multi_runs import A100, COMMITS, SLOWED, commit_runs, env, wide_consoles  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.usefixtures("wide_consoles")
 
 LATENCY = get_metric("latency")
 

@@ -13,6 +13,8 @@ from rpbench.analysis.runs import analyse_runs
 from rpbench.core.errors import AnalysisError
 from rpbench.results.runs import load_runs
 from rpbench.views.figures import build_figures
+from rpbench.views.runs_terminal import matrix_table
+from rich.console import Console
 
 from fake_runs import H100, dense_latency, rp_latency, scaled, scaling_rows, write_run
 from multi_runs import A100, COMMITS, SLOWED, commit_runs, device_runs, env
@@ -116,11 +118,18 @@ def test_matrix_falls_back_to_the_band_without_samples_and_leaves_flagged_cases_
     first = tmp_path / "first"
     shutil.copytree(devices[0], first)
     (first / "samples.csv").unlink()
-    rows = scaling_rows()
+    rows = scaling_rows(dense_oom_at=12544)
     rows[0] = dict(rows[0], disturbed=True, others_busy_cores=1.5)
     flagged = write_run(tmp_path / "flagged", rows, env=env(4))
     runs = analyse_runs(load_runs([first, devices[1], flagged]))
-    cases = run_matrix(runs.runs, get_metric("latency")).cases.set_index(["run", "tokens", "name"])
+    matrix = run_matrix(runs.runs, get_metric("latency"))
+    console = Console(record=True, width=250)
+    console.print(matrix_table(matrix, verdicts=True))
+    shown = {line.split("│")[1].strip() + line.split("│")[2].strip(): line for line in console.export_text().splitlines()
+             if line.count("│") > 3}
+    assert "0.0768*" in shown["dense196"] and "flagged" in shown["dense196"]  # flagged: marked, no speedup
+    assert "oom" in shown["dense12,544"] and "regression" in shown["dense12,544"]  # ok → oom counts as one
+    cases = matrix.cases.set_index(["run", "tokens", "name"])
     a100 = cases.loc[("a100", 3136, "rpattention")]
     # p20–p80 pairing, least favourable: first p20 / this p80 .. first p80 / this p20 = the same extremes.
     assert a100["speedup_method"] == "p20-p80"

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from rpbench.cli import app
 
-from multi_runs import A100, commit_runs, device_runs
+from multi_runs import A100, commit_runs, device_runs, wide_consoles  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.usefixtures("wide_consoles")
 
 
 def invoke(*args: str):

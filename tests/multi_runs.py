@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fake_runs import DEFAULT_ENV, H100, scaled, scaling_rows, write_run
+from fake_runs import DEFAULT_ENV, scaled, scaling_rows, write_run
 
 A100 = "NVIDIA A100-SXM4-80GB"
 # scaling_rows() index of the case the third commit slows down: rpattention at N = 784.

@@ -119,3 +119,19 @@ def scaling_rows(slow_factor: float = 1.0, dense_oom_at: int | None = None) -> l
             )
         )
     return rows
+
+
+LATENCY_FIELDS = ("latency_ms_median", "latency_ms_p20", "latency_ms_p80", "latency_ms_min", "latency_ms_mean")
+
+
+def scaled(row: Mapping[str, Any], factor: float, **fields: Any) -> dict[str, Any]:
+    """A row `factor` times slower (every latency figure scaled, throughput and TFLOP/s divided), other fields
+    replaced by `fields`: the same case measured on another device or commit."""
+    out = dict(row, **fields)
+    if out.get("status") == "ok":
+        for key in LATENCY_FIELDS:
+            out[key] = row[key] * factor
+        for key in ("throughput_img_s", "tflops_s"):
+            if out.get(key) is not None:
+                out[key] = row[key] / factor
+    return out

@@ -102,10 +102,14 @@ def _judge(a: pd.Series, b: pd.Series, metric: Metric, threshold_pct: float) -> 
 MAX_THRESHOLD_PCT = 1e6
 
 
-def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, threshold_pct: float) -> Comparison:
-    """Judge every case_id present in either run."""
+def check_threshold(threshold_pct: float) -> None:
     if not 0 <= threshold_pct <= MAX_THRESHOLD_PCT:  # NaN fails too
         raise AnalysisError(f"threshold must be between 0 and {MAX_THRESHOLD_PCT:g} %, got {threshold_pct:g}")
+
+
+def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, threshold_pct: float) -> Comparison:
+    """Judge every case_id present in either run."""
+    check_threshold(threshold_pct)
     side_a, side_b = _side(frame_a, metric), _side(frame_b, metric)
     records = []
     for case_id in list(side_a.index) + [c for c in side_b.index if c not in side_a.index]:

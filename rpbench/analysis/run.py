@@ -1,12 +1,12 @@
 """One run analysed once, for every view: the prepared table, the case summary, exponents and crossovers."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pandas as pd
 
-from .bootstrap import median_draws
+from .bootstrap import Draws, median_draws
 from .metrics import Metric, get_metric
 from .scaling import crossovers, scaling_exponents
 from .summary import case_summary
@@ -24,6 +24,7 @@ class RunAnalysis:
     summary: pd.DataFrame  # case_summary: rows + efficiency + speedups, in display order
     exponents: pd.DataFrame
     crossings: pd.DataFrame
+    draws: Draws = field(default_factory=dict)  # bootstrap medians of latency per row of `frame` (see bootstrap)
 
 
 def analyse_run(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | None = None,
@@ -44,4 +45,5 @@ def analyse_run(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | Non
         summary=case_summary(prepared, env, chosen, chosen_metric, draws),
         exponents=scaling_exponents(prepared, draws),
         crossings=crossovers(prepared, chosen, chosen_metric, draws) if chosen is not None else pd.DataFrame(),
+        draws=draws,
     )

@@ -6,7 +6,7 @@ Commands import the rooms that need torch (suites, measure, machine, backbones) 
 """
 from __future__ import annotations
 
-from . import sweep, cluster, one_case, catalog, machine, results, maps  # noqa: F401,I001  (registers the commands, in help order)
+from . import sweep, cluster, one_case, catalog, machine, results, runs, maps  # noqa: F401,I001  (registers the commands, in help order)
 from .app import app, main
 
 __all__ = ["app", "main"]

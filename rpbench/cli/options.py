@@ -18,7 +18,7 @@ import typer
 from ..core.case import COMPILE_MODES, DEVICES, DTYPE_ALIASES, DTYPES, MODES, PRECISIONS, CaseFlags
 from ..core.launch import LAUNCHERS
 from ..core.timing import TIMERS
-from ..core.schema import EXPORT_FORMATS, EXPORT_TABLES, METRIC_COLUMNS
+from ..core.schema import EXPORT_FORMATS, EXPORT_TABLES, HISTORY_ORDERS, METRIC_COLUMNS
 
 
 
@@ -38,6 +38,7 @@ TIMER_HELP = ("CUDA timer: auto (a CUDA graph replay where capture works, else e
 ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
 ExportTable = _choices("ExportTable", EXPORT_TABLES)
 Launcher = _choices("Launcher", LAUNCHERS)
+HistoryOrder = _choices("HistoryOrder", HISTORY_ORDERS)
 
 
 def resolve_device_flag(device: str | None) -> str | None:

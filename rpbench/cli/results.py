@@ -1,4 +1,5 @@
-"""Commands on finished runs: `rpbench report`, `rpbench export` and `rpbench compare`."""
+"""Commands on finished runs: `rpbench report`, `rpbench export` and `rpbench compare`; given several runs they
+hand over to `runs`."""
 from __future__ import annotations
 
 import json
@@ -11,14 +12,14 @@ from rich.text import Text
 from ..core.errors import UsageError
 from .app import command, console, err_console
 from .options import ExportFormat, ExportTable, MetricName, plain
+from .runs import LABEL_HELP, RUNS_HELP, compare_many, export_runs, report_runs, several, single_run_only
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
-RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
 
 
 @command("report")
 def report_command(
-    run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
+    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="Mechanism label to compare against. Default: dense, when the run has it."
     ),
@@ -30,8 +31,12 @@ def report_command(
                                            "this directory (created): <figure>.svg and <figure>.pdf, for a paper."),
     png: bool = typer.Option(False, "--png", help="With --figures (or export --format figures): a 200 dpi PNG of "
                              "each figure too."),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
+    out: Optional[Path] = typer.Option(None, "--out", help="With several runs and --html: the page to write (one "
+                                       "offline file)."),
 ) -> None:
-    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers."""
+    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers; of several runs,
+    every case across them (speedup over the first run) and each run's fits."""
     from ..analysis import analyse_run
     from ..results import store
     from ..views.html import render_html
@@ -45,7 +50,11 @@ def report_command(
         formats = figure_formats(png)
         check_formats(formats)
         store.make_dir(figures, "--figures")  # a bad DIR is said before the tables, not after them
-    run = store.load_run(run_dir)
+    paths = several(run_dir)
+    if len(paths) > 1:
+        return report_runs(paths, labels, baseline, plain(metric), html, out, figures, formats if figures else ())
+    single_run_only(labels, **{"--out": out})
+    run = store.load_run(paths[0])
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
     built = terminal_report(analysed)
     console.print(built.cases)
@@ -62,7 +71,7 @@ def report_command(
 
 @command("export")
 def export_command(
-    run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
+    run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     format_: ExportFormat = typer.Option(
         "csv", "--format", help="csv, parquet or json (every column); html (the readable case table); md or latex "
         "(the paper table: mechanisms × sizes, best in bold, speedups with 95 % intervals; see --table); figures "
@@ -80,9 +89,16 @@ def export_command(
         "columns) or cases (the long table, one line per case)."
     ),
     png: bool = typer.Option(False, "--png", help="With --format figures: a 200 dpi PNG of each figure too."),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
 ) -> None:
-    """Write a run's results in another format."""
+    """Write a run's results in another format; several runs into one file (--out), the run columns first."""
     from ..views.export import export
+
+    paths = several(run_dir)
+    if len(paths) > 1:
+        return export_runs(paths, labels, plain(format_), out, baseline, plain(metric), plain(table), png)
+    single_run_only(labels)
+    run_dir = paths[0]
 
     if plain(format_) == "figures":
         from ..views.static import export_figures
@@ -99,8 +115,9 @@ def export_command(
 
 @command("compare")
 def compare_command(
-    run_a: Path = typer.Argument(..., help="Reference results dir (A)."),
-    run_b: Path = typer.Argument(..., help="Results dir to judge against A (B)."),
+    runs: list[Path] = typer.Argument(..., help="Reference results dir (A), then the dir(s) to judge against it (B, "
+                                      "...; globs too). Three runs or more: every case's speedup over A in each.",
+                                      metavar="RUN"),
     threshold: float = typer.Option(
         5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both runs' p20–p80 spread, to count."
     ),
@@ -113,13 +130,23 @@ def compare_command(
                                "device, torch, timer or rounds (the differences are still printed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison (differences, counts, every case with "
                                  "its verdict) as JSON instead of a table."),
+    labels: list[str] = typer.Option([], "--label", help=LABEL_HELP.replace("several runs", "three runs or more"),
+                                      metavar="RUN=NAME"),
 ) -> None:
     """Match cases of two runs by case_id and flag regressions and improvements beyond noise; cases flagged in either
-    run (disturbed, unstable, throttled, implausible) are left out."""
+    run (disturbed, unstable, throttled, implausible) are left out. Of three runs or more: a matrix of every case's
+    speedup over the first run, with intervals and the same verdicts (--fail-on-regression: any run regressed)."""
     from ..analysis import compare_runs, get_metric, run_differences
     from ..results import store
     from ..views.compare import comparison_table
 
+    paths = several(runs)
+    if len(paths) > 2:
+        return compare_many(paths, labels, threshold, plain(metric), fail_on_regression, force, as_json)
+    if len(paths) < 2:
+        raise UsageError("compare needs two runs or more (the reference first)")
+    single_run_only(labels)
+    run_a, run_b = paths
     a, b = store.load_run(run_a), store.load_run(run_b)
     comparison = compare_runs(a.frame, b.frame, get_metric(plain(metric)), threshold)
     differences = run_differences(a.frame, a.env, b.frame, b.env)

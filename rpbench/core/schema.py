@@ -145,3 +145,5 @@ METRIC_COLUMNS = {"latency": "latency_ms_median", "throughput": "throughput_img_
 # paper table or the case table (md, latex: EXPORT_TABLES, the paper table by default), or the static figures.
 EXPORT_FORMATS = ("csv", "parquet", "json", "md", "html", "latex", "figures")
 EXPORT_TABLES = ("paper", "cases")
+# How `rpbench history` orders runs: by the run's date, or by the committer date of the commit it measured.
+HISTORY_ORDERS = ("time", "commit")

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core import __version__
 from . import interference, telemetry
+from .code import code_versions
 
 GOVERNOR_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 # Distributions whose versions move attention numbers; read from metadata so nothing heavy gets imported.
@@ -128,7 +129,9 @@ def collect(command: str | None = None) -> dict[str, Any]:
         "collected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command if command is not None else shlex.join(sys.argv),
         "git_commit": commit,
+        "git_commit_time": None if commit is None else _git("log", "-1", "--format=%cI", "HEAD"),
         "git_dirty": None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "code": code_versions(),
         "cpu": {
             "model": cpu_model(),
             "logical_cores": os.cpu_count(),

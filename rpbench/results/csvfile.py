@@ -211,6 +211,23 @@ def write_file(path: str | Path, content: str | bytes) -> Path:
             partial.write_text(content, encoding="utf-8")
         os.replace(partial, path)  # a reader (or a kill) sees the old file or the new one, never half of one
     except OSError as err:
-        partial.unlink(missing_ok=True)
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:  # under a file, a name too long: nothing was written
+            pass
         raise ResultsError(f"cannot write {oserror_line(path, err)}") from None
+    return path
+
+
+def output_file(path: str | Path, flag: str) -> Path:
+    """A file an option names for writing (a page, an export), checked before any work: ResultsError with one line
+    when it is a directory or its directory does not exist."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ResultsError(f"{flag} {path}: is a directory; give a file path")
+        if not path.parent.is_dir():
+            raise ResultsError(f"{flag} {path}: {path.parent} is not a directory")
+    except OSError as err:
+        raise ResultsError(f"{flag} {oserror_line(path, err)}") from None
     return path

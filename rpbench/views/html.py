@@ -184,6 +184,21 @@ def _figures(run: RunAnalysis) -> tuple[int, str]:
     return len(figures), figures_html(figures) if figures else "<p>No successful case to plot.</p>"
 
 
+def page_head(title: str, figures: int, style: str = STYLE) -> str:
+    """An offline page's head and its title line, with the figure count the browser tests read."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="rpbench-figures" content="{figures}">
+<title>{_esc(title)}</title>
+<style>{style}</style>
+</head>
+<body>
+<h1>{_esc(title)}</h1>"""
+
+
 def render_html(run: RunAnalysis, run_dir: Path) -> str:
     """The whole page of an analysed run."""
     env, metric, baseline = run.env, run.metric, run.baseline
@@ -192,17 +207,7 @@ def render_html(run: RunAnalysis, run_dir: Path) -> str:
     reproduce = f"<pre><code>{_esc(command)}</code></pre>" if command else "<p>Not recorded in env.json.</p>"
     title = f"rpbench report: {run_dir.resolve().name}"
     baseline_note = f"baseline: {_esc(baseline)}" if baseline is not None else "no baseline in this run"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="rpbench-figures" content="{count}">
-<title>{_esc(title)}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>{_esc(title)}</h1>
+    return f"""{page_head(title, count)}
 <p>Headline metric: {_esc(metric.label)} ({_esc(metric.unit)}); {baseline_note}.
 Latencies are per call; FLOPs count 1 multiply-accumulate as 2 FLOPs.</p>
 <h2>Environment</h2>

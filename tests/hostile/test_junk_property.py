@@ -210,7 +210,7 @@ INT_JUNK = ["abc", "1.5", "", "nan", "1e3", "-1", "99999999999999999999999"]
 FLOAT_JUNK = ["abc", "", "nan", "inf", "-inf", "-1", "1e309"]
 CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
-CHOICES = {"dtype", "mode", "device", "metric", "format_", "table", "compile_", "precision", "timer", "launcher"}
+CHOICES = {"dtype", "mode", "device", "metric", "format_", "table", "compile_", "precision", "timer", "launcher", "by"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active", "workers",
         "rounds", "retries", "time_min", "tasks", "max_running", "seed"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}
@@ -222,6 +222,8 @@ STRING_JUNK = {
     "layout": ["Z", "", "AB"],
     "filter_": ["nosuch", "", ",", "tokens=999999", "bogus=1", "[/]"],
     "baseline": ["nosuch", "", "[/]"],
+    "labels": ["", "=x", "x=", "nosuch=NAME", "[/]"],
+    "commit_of": ["", "nosuch", "[/]"],
     "gpus": ["nosuch", "", "0,0", "99", "[/]", "-1"],
     "partition": ["", "a b", "[/]", "x" * 500],
     "account": ["", "a;b", "\x1b[31m"],
@@ -242,6 +244,7 @@ def _commands(root: Path):
         "report": [str(root / "old")],
         "export": [str(root / "old"), "--out", str(root / "export.csv")],
         "compare": [str(root / "old"), str(root / "old")],
+        "history": [str(root / "old")],
         "doctor": ["--device", "cpu"],
         "env": [],
         "status": [str(root / "old")],
@@ -254,9 +257,11 @@ def _commands(root: Path):
         "suite": [str(root / "missing.toml"), str(root), str(root / "afile"), str(root / "binary.toml"), long],
         "out": [str(root / "afile"), str(root / "afile" / "below"), long],
         "resume": [str(root / "missing"), str(root / "afile"), str(root / "emptydir"), str(root / "garbage"), long],
-        "run_dir": [str(root / "missing"), str(root / "afile"), str(root / "emptydir"), str(root / "garbage"), long],
-        "run_a": [str(root / "missing"), str(root / "garbage")],
-        "run_b": [str(root / "afile"), str(root / "emptydir")],
+        "run_dir": [str(root / "missing"), str(root / "afile"), str(root / "emptydir"), str(root / "garbage"), long,
+                    str(root / "nomatch-*")],
+        "runs": [str(root / "missing"), str(root / "garbage"), str(root / "afile"), str(root / "emptydir"),
+                 str(root / "nomatch-*")],
+        "html": [str(root), str(root / "afile" / "below.html"), long],
         "save": [str(root), str(root / "afile" / "below.json")],
         "figures": [str(root / "afile"), str(root / "afile" / "below"), long],
         "image": [str(root / "missing.png"), str(root), str(root / "afile"), str(root / "binary.toml"), long],

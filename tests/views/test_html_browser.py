@@ -173,3 +173,52 @@ window.addEventListener("load", () => {
     widths = json.loads(re.search(r'<pre id="decoded">(.*?)</pre>', dom, re.S).group(1))
     assert len(widths) >= 4 and all(w > 0 for w in widths), widths
     assert page_requests(netlog) == []
+
+
+def test_report_of_several_runs_renders_offline_as_one_file(tmp_path):
+    """The page of several runs (two device models, two runs on one of them): every figure drawn, a panel per
+    device model, the run legend and matrix present, and nothing asked of the network."""
+    from rpbench.analysis import get_metric
+    from rpbench.analysis.matrix import run_matrix
+    from rpbench.analysis.runs import analyse_runs
+    from rpbench.results.runs import load_runs
+    from rpbench.views.runs_html import render_runs_html
+
+    from multi_runs import A100, commit_runs, device_runs
+
+    dirs = [*device_runs(tmp_path / "devices"), commit_runs(tmp_path / "commits")[2]]
+    runs = analyse_runs(load_runs(dirs))
+    page = tmp_path / "runs.html"
+    page.write_text(render_runs_html(runs, run_matrix(runs.runs, get_metric("latency"))))
+    assert not list(page.parent.glob("*.js"))  # one file: plotly.js is inside it
+    figures = int(re.search(r'name="rpbench-figures" content="(\d+)"', page.read_text()).group(1))
+    assert figures == 7
+
+    dom, netlog = _open(page, tmp_path)
+
+    assert len(re.findall(r'<div[^>]*class="[^"]*\bjs-plotly-plot\b', dom)) == figures
+    assert len(re.findall(r'class="trace scatter', dom)) >= figures
+    assert dom.count(f">{A100}<") >= figures and dom.count(">NVIDIA H100 80GB HBM3<") >= figures  # panel titles
+    assert "rpattention · run-c3" in dom and "0.50× [0.45–0.55]" in dom  # a curve per run on the H100; the matrix
+    assert page_requests(netlog) == []
+
+
+def test_history_page_renders_offline_with_the_change_marked(tmp_path):
+    from rpbench.analysis import get_metric
+    from rpbench.analysis.history import history
+    from rpbench.results.runs import load_runs
+    from rpbench.views.runs_html import render_history_html
+
+    from multi_runs import commit_runs
+
+    found = history(load_runs(commit_runs(tmp_path / "commits")), get_metric("latency"), by="commit")
+    page = tmp_path / "history.html"
+    page.write_text(render_history_html(found))
+
+    dom, netlog = _open(page, tmp_path)
+
+    assert len(re.findall(r'<div[^>]*class="[^"]*\bjs-plotly-plot\b', dom)) == 2  # dense, rpattention
+    # One big red triangle (the regression) in the rpattention figure, none anywhere else.
+    assert len(re.findall(r'<path class="point"[^>]*style="[^"]*fill: rgb\(214, 39, 40\)', dom)) == 1
+    assert re.findall(r'class="regression">([^<]*)<', dom) == ["1.57 (+100 %)"]
+    assert page_requests(netlog) == []

@@ -9,14 +9,15 @@ import typer
 from rich.text import Text
 
 from ..core.errors import UsageError
-from .app import command, console, err_console
-from .options import ExportFormat, ExportTable, MetricName, plain
+from .app import command, console, err_console, layout_width
+from .options import ExportFormat, ExportTable, MetricName, plain, with_width
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
 
 
 @command("report")
+@with_width
 def report_command(
     run_dir: Path = typer.Argument(..., help=RUN_DIR_HELP),
     baseline: Optional[str] = typer.Option(
@@ -30,8 +31,11 @@ def report_command(
                                            "this directory (created): <figure>.svg and <figure>.pdf, for a paper."),
     png: bool = typer.Option(False, "--png", help="With --figures (or export --format figures): a 200 dpi PNG of "
                              "each figure too."),
+    cases: bool = typer.Option(False, "--cases", help="Also print the table of every case (median, p20–p80, img/s, "
+                               "peak memory, FLOPs, TFLOP/s, speedup, status, flags) and every fitted exponent."),
 ) -> None:
-    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers."""
+    """Per setting, a grid of mechanisms × sizes of the metric (best per column marked, flagged cells marked, a
+    legend below), then scaling exponents and crossovers, and one line per kind of flag."""
     from ..analysis import analyse_run
     from ..results import store
     from ..views.html import render_html
@@ -47,9 +51,8 @@ def report_command(
         store.make_dir(figures, "--figures")  # a bad DIR is said before the tables, not after them
     run = store.load_run(run_dir)
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
-    built = terminal_report(analysed)
-    console.print(built.cases)
-    console.print(built.scaling)
+    for part in terminal_report(analysed, layout_width()).parts(cases):
+        console.print(part)
     if html:
         console.print(Text(f"report: {store.write_report(run.directory, render_html(analysed, run.directory))}"))
     if figures is not None:
@@ -98,6 +101,7 @@ def export_command(
 
 
 @command("compare")
+@with_width
 def compare_command(
     run_a: Path = typer.Argument(..., help="Reference results dir (A)."),
     run_b: Path = typer.Argument(..., help="Results dir to judge against A (B)."),

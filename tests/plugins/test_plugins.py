@@ -192,7 +192,7 @@ def test_an_installed_plugin_is_listed_and_swept_by_name(tmp_path):
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if "│ pooled-kv" in line)
-    assert "plugin: rpbench_example_plugin" in lines[at + 1] and "O(N²·C/r²) (quadratic)" in lines[at]
+    assert "│ pooled-kv (plugin: rpbench_example_plugin)" in lines[at] and "O(N²·C/r²) (quadratic)" in lines[at]
     swept = rpbench_with(site, "sweep", str(EXAMPLE / "suite.toml"), "--out", str(tmp_path / "run"), "--device",
                          "cpu", "--no-report")
     assert swept.returncode == 0, swept.stderr

@@ -13,6 +13,23 @@ from .app import command, console, err_console, layout_width
 from .options import ExportFormat, ExportTable, MetricName, plain, with_width
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
+
+# What a damaged side file of a run dir costs each command (see results.damage); results.csv alone is the run.
+_REPORTED = {"env.json": "the environment (versions, the command, measured ceilings: no % of measured ceiling)",
+             "samples.csv": "the bootstrap intervals (speedups fall back to the p20–p80 pairing, marked †, exponents "
+                            "to t-intervals)",
+             "run.json": "nothing shown here (it says which sweep the dir holds: `rpbench sweep --resume` refuses the "
+                         "dir)",
+             "rounds.csv": "nothing shown here (it keeps every timed pass: `rpbench sweep --resume` refuses the dir)"}
+LEFT_OUT = {"report": _REPORTED, "export": _REPORTED,
+            "compare": {**_REPORTED, "env.json": "the check that both runs used the same torch"}}
+
+
+def warn_damage(run, command: str) -> None:
+    """One warning line per damaged side file of `run`: the file, what is wrong, what `command` left out."""
+    for damage in run.damage:
+        err_console.print(Text(f"warning: {damage.problem}; left out: {LEFT_OUT[command][damage.name]}",
+                               style="yellow"), soft_wrap=True)
 RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
 
 
@@ -53,6 +70,7 @@ def report_command(
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
     for part in terminal_report(analysed, layout_width()).parts(cases):
         console.print(part)
+    warn_damage(run, "report")
     if html:
         console.print(Text(f"report: {store.write_report(run.directory, render_html(analysed, run.directory))}"))
     if figures is not None:
@@ -85,19 +103,26 @@ def export_command(
     png: bool = typer.Option(False, "--png", help="With --format figures: a 200 dpi PNG of each figure too."),
 ) -> None:
     """Write a run's results in another format."""
-    from ..views.export import export
+    from ..results import store
+    from ..views.export import check_format, export
 
     if plain(format_) == "figures":
-        from ..views.static import export_figures
+        from ..views.static import check_formats, export_figures, figure_formats
 
         if table is not None:
             raise UsageError("--table is for md and latex")
-        written = export_figures(run_dir, out, baseline, plain(metric), png=png)
+        check_formats(figure_formats(png))  # a missing matplotlib is said before the run is read
+        run = store.load_run(run_dir)
+        written = export_figures(run, out, baseline, plain(metric), png=png)
         console.print(Text(f"wrote {len(written)} figure files into {written[0].parent}"))
+        warn_damage(run, "export")
         return
     if png:
         raise UsageError("--png is for --format figures")
-    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline, plain(metric), plain(table))}"))
+    check_format(plain(format_), plain(table))
+    run = store.load_run(run_dir)
+    console.print(Text(f"wrote {export(run, plain(format_), out, baseline, plain(metric), plain(table))}"))
+    warn_damage(run, "export")
 
 
 @command("compare")
@@ -125,6 +150,8 @@ def compare_command(
     from ..views.compare import comparison_table
 
     a, b = store.load_run(run_a), store.load_run(run_b)
+    for run in (a, b):
+        warn_damage(run, "compare")
     comparison = compare_runs(a.frame, b.frame, get_metric(plain(metric)), threshold)
     differences = run_differences(a.frame, a.env, b.frame, b.env)
     if as_json:

@@ -78,7 +78,7 @@ def to_html_document(table: pd.DataFrame, title: str) -> str:
     )
 
 
-def _check_format(fmt: str, table: str | None = None) -> None:
+def check_format(fmt: str, table: str | None = None) -> None:
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if table is not None and table not in EXPORT_TABLES:
@@ -92,7 +92,7 @@ def render(run: store.Run, fmt: str, baseline: str | None = None, metric: str = 
            table: str | None = None) -> str | bytes:
     """The run in `fmt`; speedups are on `metric` against `baseline` (default dense when present); md and latex
     write the paper table unless `table` is "cases"."""
-    _check_format(fmt, table)
+    check_format(fmt, table)
     analysed = analyse_run(run.frame, run.env, baseline, metric, samples=run.samples)  # bad input fails in any format
     if fmt == "csv":
         return run.frame.to_csv(index=False)
@@ -114,11 +114,12 @@ def render(run: store.Run, fmt: str, baseline: str | None = None, metric: str = 
     return to_html_document(cases, title)
 
 
-def export(run_dir: str | Path, fmt: str, out: str | Path | None = None, baseline: str | None = None,
+def export(run_dir: str | Path | store.Run, fmt: str, out: str | Path | None = None, baseline: str | None = None,
            metric: str = "latency", table: str | None = None) -> Path:
-    """Write the run in `fmt` to `out` (default RUN_DIR/export.<ext>) and return the path written."""
-    _check_format(fmt, table)  # before reading the run: a wrong format is the first thing to say
-    run = store.load_run(run_dir)
+    """Write the run (a run dir, or one read already) in `fmt` to `out` (default RUN_DIR/export.<ext>) and return
+    the path written."""
+    check_format(fmt, table)  # before reading the run: a wrong format is the first thing to say
+    run = run_dir if isinstance(run_dir, store.Run) else store.load_run(run_dir)
     content = render(run, fmt, baseline, metric, table)
     path = Path(out) if out is not None else run.directory / f"export.{EXTENSIONS.get(fmt, fmt)}"
     if path.is_dir():

@@ -62,6 +62,24 @@ def test_a_file_reference_builds_a_plain_factory_and_counts_its_flops():
     assert measured.case.knob_dict == {"eps": 0.001}
 
 
+def test_work_the_flop_counter_cannot_see_is_an_unknown_count_not_zero(tmp_path, monkeypatch):
+    """A mechanism whose work FlopCounterMode does not count (no matmul, no convolution it knows) and that has no
+    formula: no FLOP figure and no TFLOP/s, with a note, never 0 FLOPs at some rate."""
+    write_module(tmp_path, monkeypatch, "mine_uncounted", """
+        from torch import nn
+
+        class Scale(nn.Module):
+            def __init__(self, dim, num_heads, grid):
+                super().__init__()
+            def forward(self, x):
+                return x * 0.5 + 1.0
+    """)
+    measured = run_case(layer_case("mine_uncounted:Scale"), QUICK)
+    assert measured.status == "ok", measured.note
+    assert measured.flops_counted is None and measured.tflops_s is None
+    assert "FlopCounterMode counted no FLOPs" in measured.note and "no FLOP figure, no TFLOP/s" in measured.note
+
+
 def test_a_decorated_module_keeps_its_knobs_check_and_origin(tmp_path, monkeypatch):
     write_module(tmp_path, monkeypatch, "mine_decorated", '''
         import attentions

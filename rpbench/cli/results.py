@@ -68,7 +68,7 @@ def report_command(
         store.make_dir(figures, "--figures")  # a bad DIR is said before the tables, not after them
     run = store.load_run(run_dir)
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
-    for part in terminal_report(analysed, layout_width()).parts(cases):
+    for part in terminal_report(analysed, layout_width(), cases).parts():
         console.print(part)
     warn_damage(run, "report")
     if html:

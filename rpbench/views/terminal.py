@@ -26,18 +26,17 @@ from .terminal_grid import BEST_STYLE, FLAG_MARKS, FLAG_STYLE, flag_lines, grids
 @dataclass
 class TerminalReport:
     """Everything `rpbench report` prints, kept apart from printing so tests and other views can reuse it: the
-    grids with their legend, the case table (shown with --cases), the scaling table and the flag lines."""
+    grids with their legend, the scaling table (the short one, or with --cases every quantity), the case table
+    (only with --cases) and the flag lines."""
 
     grids: list[RenderableType]
-    cases: list[RenderableType]
-    scaling: list[RenderableType]  # the metric's exponent and the crossovers
-    full_scaling: list[RenderableType] = field(default_factory=list)  # every quantity, R², interval methods
+    scaling: list[RenderableType]
+    cases: list[RenderableType] = field(default_factory=list)
     flags: list[Text] = field(default_factory=list)
 
-    def parts(self, cases: bool = False) -> list[RenderableType]:
-        """In the order they are printed: the grids, then (with `cases`: the case table and the full scaling table,
-        else the short one), then the flag lines."""
-        return [*self.grids, *(self.cases + self.full_scaling if cases else self.scaling), *self.flags]
+    def parts(self) -> list[RenderableType]:
+        """In the order they are printed: the grids, the case table (with --cases), scaling, the flag lines."""
+        return [*self.grids, *self.cases, *self.scaling, *self.flags]
 
 
 def _cell(text: Any, best: bool = False) -> Text:
@@ -119,13 +118,13 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
             *notes]
 
 
-def terminal_report(run: RunAnalysis, width: int = 100) -> TerminalReport:
-    """Everything `rpbench report` can print for an analysed run, fitted to `width` columns."""
+def terminal_report(run: RunAnalysis, width: int = 100, cases: bool = False) -> TerminalReport:
+    """What `rpbench report` prints for an analysed run, fitted to `width` columns; `cases`: the case table and
+    every fitted quantity too."""
     return TerminalReport(
         grids=grids_view(run, width),
-        cases=cases_table(run.summary, run.baseline, run.metric, width),
-        scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric, width, full=False),
-        full_scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric, width, full=True),
+        scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric, width, full=cases),
+        cases=cases_table(run.summary, run.baseline, run.metric, width) if cases else [],
         flags=flag_lines(run.summary),
     )
 

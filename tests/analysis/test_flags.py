@@ -66,10 +66,9 @@ def test_a_disturbed_row_is_left_out_of_fits_crossovers_and_speedups_and_they_sa
     assert fit["n_points"] == 3 and fit["left_out"] == 1
     crossing = analysed.crossings.query("series == 'rpattention'").iloc[0]
     assert crossing["left_out"] == 1 and crossing["status"] == "crossover"
-    report = terminal_report(analysed)
-    text = _render(*report.cases, *report.full_scaling)
+    text = _render(*terminal_report(analysed, cases=True).parts())
     assert "disturbed: other processes kept 1.95 cores busy" in text and "(1 flagged left out)" in text
-    short = _render(*report.parts())  # the default report: grid, scaling, one line per kind of flag
+    short = _render(*terminal_report(analysed).parts())  # the default report: grid, scaling, one line per flag kind
     assert "1 of 8 measured rows flagged (1 disturbed); fits, crossovers and speedups leave them out" in short
     assert "d disturbed (1): other processes were busy in every pass: rpattention N=3,136 (others: 1.95 cores)" in short
     assert "(1 flagged left out)" in short
@@ -100,7 +99,7 @@ def test_noisy_rows_are_marked_but_kept():
 def test_a_share_above_100_percent_of_the_ceiling_is_a_broken_ceiling_never_a_number(tmp_path, ceiling, shown):
     env = {**DEFAULT_ENV, "ceilings": {"matmul_tflops": {"bfloat16": ceiling}}}
     analysed, run_dir = _analysed(tmp_path, scaling_rows(), env)
-    cells = _render(*terminal_report(analysed).cases)
+    cells = _render(*terminal_report(analysed, cases=True).cases)
     assert shown in cells
     if shown != "%":
         assert analysed.summary["pct_ceiling"].isna().all() and analysed.summary["pct_ceiling_broken"].any()

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 BOX = box.SIMPLE_HEAD  # a rule under the header, spaces between columns: reads the same in a file as on screen
-WRAP_MIN = 24  # the narrowest a free-text column is made before its words wrap
+WRAP_MIN = 16  # the narrowest a free-text column is made before its words wrap
 
 
 @dataclass
@@ -41,18 +41,24 @@ def table_width(widths: Sequence[int]) -> int:
     return sum(width + 2 for width in widths) + max(len(widths) - 1, 0)
 
 
+def _fits(keys: Sequence[Column], chunk: Sequence[Column], width: int) -> bool:
+    needed = [column.width for column in keys] + [min(c.width, WRAP_MIN) if c.wrap else c.width for c in chunk]
+    return table_width(needed) <= width
+
+
 def _chunks(keys: Sequence[Column], rest: Sequence[Column], width: int) -> list[list[Column]]:
-    """`rest` cut, in order, into runs that each fit `width` beside the key columns (at least one column a run)."""
-    key_widths = [column.width for column in keys]
-    chunks: list[list[Column]] = [[]]
+    """`rest` cut, in order, into as few runs as fit `width` beside the key columns (at least one column a run),
+    of even length where that fits too (9 sizes in 80 columns: 3 grids of 3, not 4 + 4 + 1)."""
+    greedy: list[list[Column]] = [[]]
     for column in rest:
-        trial = chunks[-1] + [column]
-        needed = [min(c.width, WRAP_MIN) if c.wrap else c.width for c in trial]
-        if chunks[-1] and table_width(key_widths + needed) > width:
-            chunks.append([column])
+        if greedy[-1] and not _fits(keys, greedy[-1] + [column], width):
+            greedy.append([column])
         else:
-            chunks[-1] = trial
-    return chunks
+            greedy[-1].append(column)
+    count = len(greedy)
+    size = -(-len(rest) // count)  # ceil
+    even = [list(rest[i:i + size]) for i in range(0, len(rest), size)]
+    return even if len(even) == count and all(_fits(keys, chunk, width) for chunk in even) else greedy
 
 
 def fold_tables(keys: Sequence[Column], rest: Sequence[Column], width: int, title: str | None = None,

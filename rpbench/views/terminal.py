@@ -19,7 +19,7 @@ from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags
 from ..analysis.scaling import MIN_FIT_SIZES
 from .fold import Column, fold_tables
 from .format import (MISSING, SPEEDUP_NOTE, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_status,
-                     interval_methods, is_set, left_out_text, measured_cells)
+                     interval_methods, left_out_text, measured_cells)
 from .terminal_grid import BEST_STYLE, FLAG_MARKS, FLAG_STYLE, flag_lines, grids_view
 
 
@@ -33,10 +33,12 @@ class TerminalReport:
     scaling: list[RenderableType]
     cases: list[RenderableType] = field(default_factory=list)
     flags: list[Text] = field(default_factory=list)
+    header: list[RenderableType] = field(default_factory=list)  # lines above the grids (a run-wide note)
 
     def parts(self) -> list[RenderableType]:
-        """In the order they are printed: the grids, the case table (with --cases), scaling, the flag lines."""
-        return [*self.grids, *self.cases, *self.scaling, *self.flags]
+        """In the order they are printed: the header lines, the grids, the case table (with --cases), scaling, the
+        flag lines."""
+        return [*self.header, *self.grids, *self.cases, *self.scaling, *self.flags]
 
 
 def _cell(text: Any, best: bool = False) -> Text:
@@ -94,9 +96,9 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
     notes: list[RenderableType] = []
     if not full and not fitted:
         quantities = []
+        most = max((int(fit["n_points"]) for curve in curves for fit in curve.fits.values()), default=0)
         notes.append(Text(f"No exponent: a curve needs {MIN_FIT_SIZES} measured sizes or more to fit one "
-                          f"(here at most {max((int(f['n_points']) for c in curves for f in c.fits.values()), default=0)})."
-                          , style="dim"))
+                          f"(here at most {most}).", style="dim"))
     rest = []
     for quantity in quantities:
         shown = []

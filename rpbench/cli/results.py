@@ -40,8 +40,8 @@ def report_command(
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="Mechanism label to compare against. Default: dense, when the run has it."
     ),
-    metric: MetricName = typer.Option("latency", "--metric", help=f"Headline metric for speedups and crossovers: "
-                                      f"{METRIC_HELP}."),
+    metric: MetricName = typer.Option("latency", "--metric", help=f"The metric of the grids, speedups and "
+                                      f"crossovers: {METRIC_HELP}."),
     html: bool = typer.Option(False, "--html", help="Also write RUN_DIR/report.html with these settings (without "
                               "it, the report.html the sweep wrote stays as it is)."),
     figures: Optional[Path] = typer.Option(None, "--figures", help="Also write every figure as a static file into "

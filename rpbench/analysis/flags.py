@@ -61,26 +61,34 @@ def implausible_pairs(frame: pd.DataFrame) -> dict[int, str]:
 
 
 def flag_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """`implausible`, `flags` (the reasons) and `flagged` for a prepared table (needs ok, _context, _variant)."""
+    """`implausible`, `flags` (the reasons), `flag_kinds` (their kinds, comma-joined) and `flagged` for a prepared
+    table (needs ok, _context, _variant)."""
     reasons: list[list[str]] = [[] for _ in range(len(frame))]
+    kinds: list[list[str]] = [[] for _ in range(len(frame))]
     position = {index: i for i, index in enumerate(frame.index)}
+
+    def add(index, kind: str, why: str) -> None:
+        reasons[position[index]].append(why)
+        kinds[position[index]].append(kind)
+
     for index, row in frame[frame["status"] == "inaccurate"].iterrows():
-        reasons[position[index]].append(f"inaccurate: rel_err {row['rel_err']:.3g}" if pd.notna(row.get("rel_err"))
-                                        else "inaccurate")
+        add(index, "inaccurate", f"inaccurate: rel_err {row['rel_err']:.3g}" if pd.notna(row.get("rel_err"))
+            else "inaccurate")
     for index, row in frame[frame["ok"] & _true(frame, "disturbed")].iterrows():
-        reasons[position[index]].append(_disturbed_reason(row))
+        add(index, "disturbed", _disturbed_reason(row))
     for index, row in frame[frame["ok"] & _true(frame, "unstable")].iterrows():
-        reasons[position[index]].append(f"unstable: passes {row['round_spread_pct']:.0f} % apart"
-                                        if pd.notna(row.get("round_spread_pct")) else "unstable")
+        add(index, "unstable", f"unstable: passes {row['round_spread_pct']:.0f} % apart"
+            if pd.notna(row.get("round_spread_pct")) else "unstable")
     for index in frame[frame["ok"] & _true(frame, "throttled")].index:
-        reasons[position[index]].append("throttled: GPU clocks were pulled down in every pass")
+        add(index, "throttled", "throttled: GPU clocks were pulled down in every pass")
     implausible = implausible_pairs(frame)
     for index, why in implausible.items():
-        reasons[position[index]].append(why)
+        add(index, "implausible", why)
     text = ["; ".join(found) for found in reasons]
     return pd.DataFrame({
         "implausible": pd.array([index in implausible for index in frame.index], dtype="boolean"),
         "flags": pd.array([t or pd.NA for t in text], dtype="string"),
+        "flag_kinds": [",".join(found) for found in kinds],  # the kinds of `flags`, in FLAG_KINDS order
         "flagged": [bool(t) for t in text],
     }, index=frame.index)
 

@@ -11,6 +11,10 @@ are built with `class_token=False, global_pool="avg"` when an attention is swapp
 grid; the head classifies the mean of the patch tokens, as our DeiT does). Models whose attention sees windows
 (Swin), pooled or strided tokens, or prefix tokens are measured with their own attention only; asking to swap
 them is one line saying why. timm is an optional extra: without it, one line says how to install it.
+
+The attention share is measured around every module of a timm attention family (ATTENTION_CLASSES: the grid, its
+windows, pooled keys, channels or class tokens), outermost ones only; a model with none of them (a CNN, a pooling
+mixer) gets no share and a note saying why, never 0.
 """
 from __future__ import annotations
 
@@ -72,6 +76,41 @@ def create(name: str, resolution: int | None, swappable: bool) -> nn.Module:
     raise UnsupportedConfig(f"{name}: timm could not build it at {resolution} px")
 
 
+# timm's attention modules by family (their class names in timm 1.0; a class moved between timm modules keeps its
+# name). Blocks that hold one (PartitionAttentionCl, XCABlock, LayerScaleBlockClassAttn) are not listed: the share
+# times the attention alone.
+ATTENTION_FAMILIES = {
+    "ViT, DeiT, PVT v2, LeViT, NesT, TinyViT, EfficientFormer, MobileViT": ("Attention", "AttentionDownsample"),
+    "EVA, relative-position ViTs": ("EvaAttention", "AttentionRope", "RelPosAttention"),
+    "Swin, Swin V2, DaViT, GC ViT, EfficientViT (MSRA)": ("WindowAttention", "WindowMultiHeadAttention",
+                                                           "WindowAttentionGlobal", "LocalWindowAttention",
+                                                           "CascadedGroupAttention"),
+    "DaViT channels, XCiT, EdgeNeXt": ("ChannelAttention", "ChannelAttentionV2", "XCA", "CrossCovarianceAttn"),
+    "MaxViT": ("AttentionCl", "Attention2d"),
+    "CaiT, XCiT class attention": ("TalkingHeadAttn", "ClassAttn"),
+    "Twins": ("LocallyGroupedAttn", "GlobalSubSampleAttn"),
+    "EfficientViT (MIT)": ("LiteMLA",),
+    "ConViT": ("GPSA", "MHSA"),
+    "CoaT": ("FactorAttnConvRelPosEnc",),
+    "Hiera, MViT v2": ("MaskUnitAttention", "MultiScaleAttention"),
+}
+ATTENTION_CLASSES = frozenset(name for names in ATTENTION_FAMILIES.values() for name in names)
+
+
+def family_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Every outermost module of a timm attention family (or swapped in by rpbench), in forward order: what the
+    attention share is measured around. One inside another (EfficientViT's cascaded heads) counts once."""
+    found: list[nn.Module] = []
+    inside: set[int] = set()
+    for module in model.modules():
+        if id(module) in inside:
+            continue
+        if isinstance(module, _Swapped) or type(module).__name__ in ATTENTION_CLASSES:
+            found.append(module)
+            inside.update(id(child) for child in module.modules())
+    return found
+
+
 def grid_attention_modules(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     """(parent, attribute, module) of every attention module that sees the whole patch grid."""
     found = []
@@ -101,14 +140,18 @@ def _probe(name: str) -> tuple[BackboneSpec, bool]:
     with torch.device("meta"):
         model = create(name, None, swappable=True)
     modules = grid_attention_modules(model)
+    family = family_attention_modules(model)
     embed = getattr(model, "patch_embed", None)
     patch = getattr(embed, "patch_size", (getattr(model, "stride", 32),))
     stride = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
-    dim = int(getattr(model, "embed_dim", getattr(model, "num_features", 0)) or 0)
-    heads = int(modules[0][2].num_heads) if modules else 1
+    width = getattr(model, "embed_dim", None)
+    dim = int(width if isinstance(width, int) else getattr(model, "num_features", 0) or 0)
+    # The first attention module's heads (a Swin's stage 1, like our backbones); 1 for a model without attention.
+    heads = next((int(m.num_heads) for m in family if isinstance(getattr(m, "num_heads", None), int)), 1)
     found = BackboneSpec(name=name, summary=f"timm {name[len(PREFIX):]} (no weights)", paper="timm",
-                         stage_strides=(stride,), widths=(dim,), depths=(max(len(modules), 1),), heads=(heads,),
-                         own_attention=OWN, own_knobs=lambda stage, block, side: {}, factory=_factory)
+                         stage_strides=(stride,), widths=(dim,), depths=(max(len(modules) or len(family), 1),),
+                         heads=(heads,), own_attention=OWN, own_knobs=lambda stage, block, side: {},
+                         factory=_factory)
     return found, bool(modules) and _grid(model) is not None
 
 
@@ -140,16 +183,22 @@ class _Swapped(nn.Module):
 
 
 class TimmBackbone(nn.Module):
-    """The timm model, with the list of its attention modules (for the attention share)."""
+    """The timm model, with the list of its attention modules (for the attention share): every module of a timm
+    attention family and every one swapped in."""
 
-    def __init__(self, model: nn.Module, attention: list[nn.Module], resolution: int):
+    def __init__(self, model: nn.Module, name: str, resolution: int):
         super().__init__()
         self.model = model
-        self._attention = attention
+        self.name = name
         self.resolution = resolution
 
     def attention_modules(self) -> list[nn.Module]:
-        return list(self._attention)
+        return family_attention_modules(self.model)
+
+    def no_attention_note(self) -> str:
+        """Why the share is not measured when `attention_modules` is empty."""
+        return (f"attention share not measured: {self.name} has no module of a timm attention family rpbench knows "
+                f"({', '.join(sorted(ATTENTION_CLASSES))})")
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -163,14 +212,9 @@ def _factory(backbone: BackboneSpec, resolution: int, layout: Layout, num_classe
     if swapping and (grid is None or not found):
         raise UnsupportedConfig(f"{backbone.name}: its attention modules do not see the whole token grid as "
                                 "(B, H·W, C); measure it with its own attention (leave --attention out)")
-    modules = []
     for block, (parent, attribute, own) in enumerate(found):
         if swapping and layout.letter(0, block) == "A":
             mechanism = attentions.build(layout.attention, dim=own.qkv.in_features, num_heads=own.num_heads,
                                          grid=grid, **layout.stage_knobs(0))
-            swapped = _Swapped(mechanism)
-            setattr(parent, attribute, swapped)
-            modules.append(swapped)
-        else:
-            modules.append(own)
-    return TimmBackbone(model, modules, resolution)
+            setattr(parent, attribute, _Swapped(mechanism))
+    return TimmBackbone(model, backbone.name, resolution)

@@ -22,6 +22,27 @@ assert UsageError.__name__ == "UsageError", UsageError
 console = Console()
 err_console = Console(stderr=True)
 
+# Output that is not a terminal (a file, a pipe, a CI log) has no width to fit: every table is printed at its
+# natural width, so no cell is ever wrapped (rich would otherwise fold it at 80 columns). Grids, whose size axis can
+# be long, still fold into several at PIPE_WIDTH so a log stays readable.
+UNBOUNDED = 10_000
+PIPE_WIDTH = 120
+WIDTH_LIMITS = (40, UNBOUNDED)
+_forced: dict[str, int | None] = {"width": None}
+
+
+def fit_width(width: int | None = None) -> None:
+    """Print for `width` columns (`--width`), else for the terminal's, else (not a terminal) unbounded."""
+    _forced["width"] = width
+    for target in (console, err_console):
+        target.width = width if width is not None else (None if target.is_terminal else UNBOUNDED)  # type: ignore[assignment]
+
+
+def layout_width() -> int:
+    """The width views fold their tables to: `--width`, else the terminal's, else PIPE_WIDTH."""
+    forced = _forced["width"]
+    return forced if forced is not None else console.width if console.is_terminal else PIPE_WIDTH
+
 
 def print_error(message: str) -> None:
     """`error: <message>` on stderr, the message exactly as given."""
@@ -47,6 +68,7 @@ class _Group(_FlagsTakeNoValue, TyperGroup):
     """The rpbench group: every command's one-line errors become `error: …` on stderr and an exit code."""
 
     def invoke(self, ctx):
+        fit_width()  # whatever the command, output that is not a terminal keeps its cells whole
         try:
             return super().invoke(ctx)
         except UsageError as err:  # an unknown command, option or choice: Typer's multi-line panel as one line

@@ -4,9 +4,11 @@ from __future__ import annotations
 from rich.text import Text
 
 from .app import command, console, err_console
+from .options import with_width
 
 
 @command("list")
+@with_width
 def list_mechanisms() -> None:
     """The attention mechanisms (origin, paper, cost, knobs with defaults and what they do, state-dict
     compatibility), installed plugins among them, and the backbones. A plugin that cannot be loaded is one line
@@ -25,6 +27,7 @@ def list_mechanisms() -> None:
 
 
 @command()
+@with_width
 def suites() -> None:
     """The shipped suites, one line each."""
     from ..core.errors import SuiteError

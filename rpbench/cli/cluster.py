@@ -12,6 +12,7 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console
+from .options import with_width
 
 
 def launch_flags(**given: Any) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def _ranges(indexes: list[int]) -> str:
 
 
 @command()
+@with_width
 def status(run_dir: Path = typer.Argument(..., help="A run dir: a launched one (each task's state) or one swept "
                                           "here (who writes it, rows so far).")) -> None:
     """Show how far a sweep is: for a launched run, each task's cases and state, and what is collected."""
@@ -171,6 +173,7 @@ def _count(values: Any) -> str:
 
 
 @command()
+@with_width
 def collect(run_dir: Path = typer.Argument(..., help="A run dir made by `rpbench sweep --launcher`.")) -> None:
     """Merge the rows every task of a launched run has finished into the run dir (again at any time: only new rows
     are added), so report, export and compare read it like any other run."""

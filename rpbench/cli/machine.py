@@ -12,10 +12,11 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console
-from .options import DEVICE_HELP, Device, plain
+from .options import DEVICE_HELP, Device, plain, with_width
 
 
 @command("env")
+@with_width
 def env_command(
     as_json: bool = typer.Option(False, "--json", help="Print the env.json dict as JSON instead of tables."),
 ) -> None:
@@ -31,6 +32,7 @@ def env_command(
 
 
 @command("doctor")
+@with_width
 def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print the checks and measured ceilings as JSON."),
     device: Device = typer.Option("auto", "--device", help=DEVICE_HELP + "."),

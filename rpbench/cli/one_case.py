@@ -15,7 +15,7 @@ from ..core.diagnostics import Schedule
 from ..core.errors import ExecutionError, UsageError, one_line
 from ..results.rows import row_of
 from .app import command, console, err_console
-from .options import TIMER_HELP, CompileMode, Precision, TimerName, plain, resolve_device_flag, with_case_flags
+from .options import TIMER_HELP, CompileMode, Precision, TimerName, plain, resolve_device_flag, with_case_flags, with_width
 
 
 def _case(flags: CaseFlags) -> Case:
@@ -27,6 +27,7 @@ def _case(flags: CaseFlags) -> Case:
 
 
 @command()
+@with_width
 @with_case_flags
 def run(
     flags: CaseFlags,
@@ -98,6 +99,7 @@ def _max_batch(case: Case, timing: Timing, limit: int, as_json: bool) -> None:
 
 
 @command("profile")
+@with_width
 @with_case_flags
 def profile_command(
     flags: CaseFlags,

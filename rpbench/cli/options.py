@@ -109,3 +109,31 @@ def with_case_flags(command: Callable) -> Callable:
     wrapper.__signature__ = signature.replace(parameters=[*shared, *own])
     wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in [*shared, *own]}
     return wrapper
+
+
+WIDTH_HELP = ("Fit tables to this many columns (40 to 10000); a grid wider than that folds into several. Default: "
+              "the terminal's width; when the output is not a terminal (a file, a pipe, a CI log), tables at their "
+              "natural width, so no cell is wrapped, and grids folded at 120 columns.")
+
+
+def with_width(command: Callable) -> Callable:
+    """Give `command` the `--width N` option (last in its --help); the consoles are fitted before it runs."""
+    from .app import WIDTH_LIMITS, fit_width
+
+    signature = inspect.signature(command)
+    hints = typing.get_type_hints(command)
+    own = [parameter.replace(annotation=hints[name], kind=inspect.Parameter.KEYWORD_ONLY)
+           for name, parameter in signature.parameters.items()]
+    width = inspect.Parameter("width", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[int],
+                              default=typer.Option(None, "--width", min=WIDTH_LIMITS[0], max=WIDTH_LIMITS[1],
+                                                   help=WIDTH_HELP))
+
+    @functools.wraps(command)
+    def wrapper(**values):
+        fit_width(values.pop("width"))
+        return command(**values)
+
+    del wrapper.__wrapped__  # Typer must read the signature below, not the command's own
+    wrapper.__signature__ = signature.replace(parameters=[*own, width])
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in [*own, width]}
+    return wrapper

@@ -10,21 +10,40 @@ import typer
 from rich.text import Text
 
 from ..core.errors import UsageError
-from .app import command, console, err_console
-from .options import ExportFormat, ExportTable, MetricName, plain
+from .app import command, console, err_console, layout_width
+from .options import ExportFormat, ExportTable, MetricName, plain, with_width
 from .runs import LABEL_HELP, RUNS_HELP, compare_many, export_runs, report_runs, several, single_run_only
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 
+# What a damaged side file of a run dir costs each command (see results.damage); results.csv alone is the run.
+_REPORTED = {"env.json": "the environment (versions, the command, measured ceilings: no % of measured ceiling)",
+             "samples.csv": "the bootstrap intervals (speedups fall back to the p20–p80 pairing, marked †, exponents "
+                            "to t-intervals)",
+             "run.json": "nothing shown here (it says which sweep the dir holds: `rpbench sweep --resume` refuses the "
+                         "dir)",
+             "rounds.csv": "nothing shown here (it keeps every timed pass: `rpbench sweep --resume` refuses the dir)"}
+LEFT_OUT = {"report": _REPORTED, "export": _REPORTED,
+            "compare": {**_REPORTED, "env.json": "the check that both runs used the same torch"}}
+
+
+def warn_damage(run, command: str) -> None:
+    """One warning line per damaged side file of `run`: the file, what is wrong, what `command` left out."""
+    for damage in run.damage:
+        err_console.print(Text(f"warning: {damage.problem}; left out: {LEFT_OUT[command][damage.name]}",
+                               style="yellow"), soft_wrap=True)
+RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
+
 
 @command("report")
+@with_width
 def report_command(
     run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="Mechanism label to compare against. Default: dense, when the run has it."
     ),
-    metric: MetricName = typer.Option("latency", "--metric", help=f"Headline metric for speedups and crossovers: "
-                                      f"{METRIC_HELP}."),
+    metric: MetricName = typer.Option("latency", "--metric", help=f"The metric of the grids, speedups and "
+                                      f"crossovers: {METRIC_HELP}."),
     html: bool = typer.Option(False, "--html", help="Also write RUN_DIR/report.html with these settings (without "
                               "it, the report.html the sweep wrote stays as it is)."),
     figures: Optional[Path] = typer.Option(None, "--figures", help="Also write every figure as a static file into "
@@ -34,9 +53,12 @@ def report_command(
     labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
     out: Optional[Path] = typer.Option(None, "--out", help="With several runs and --html: the page to write (one "
                                        "offline file)."),
+    cases: bool = typer.Option(False, "--cases", help="Also print the table of every case (median, p20–p80, img/s, "
+                               "peak memory, FLOPs, TFLOP/s, speedup, status, flags) and every fitted exponent."),
 ) -> None:
-    """Tables of every case (best per size highlighted), fitted scaling exponents and crossovers; of several runs,
-    every case across them (speedup over the first run) and each run's fits."""
+    """Per setting, a grid of mechanisms × sizes of the metric (best per column marked, flagged cells marked, a
+    legend below), then scaling exponents and crossovers, and one line per kind of flag; of several runs, every case
+    across them (speedup over the first run) and each run's fits."""
     from ..analysis import analyse_run
     from ..results import store
     from ..views.html import render_html
@@ -56,9 +78,9 @@ def report_command(
     single_run_only(labels, **{"--out": out})
     run = store.load_run(paths[0])
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
-    built = terminal_report(analysed)
-    console.print(built.cases)
-    console.print(built.scaling)
+    for part in terminal_report(analysed, layout_width(), cases).parts():
+        console.print(part)
+    warn_damage(run, "report")
     if html:
         console.print(Text(f"report: {store.write_report(run.directory, render_html(analysed, run.directory))}"))
     if figures is not None:
@@ -92,7 +114,8 @@ def export_command(
     labels: list[str] = typer.Option([], "--label", help=LABEL_HELP, metavar="RUN=NAME"),
 ) -> None:
     """Write a run's results in another format; several runs into one file (--out), the run columns first."""
-    from ..views.export import export
+    from ..results import store
+    from ..views.export import check_format, export
 
     paths = several(run_dir)
     if len(paths) > 1:
@@ -101,19 +124,26 @@ def export_command(
     run_dir = paths[0]
 
     if plain(format_) == "figures":
-        from ..views.static import export_figures
+        from ..views.static import check_formats, export_figures, figure_formats
 
         if table is not None:
             raise UsageError("--table is for md and latex")
-        written = export_figures(run_dir, out, baseline, plain(metric), png=png)
+        check_formats(figure_formats(png))  # a missing matplotlib is said before the run is read
+        run = store.load_run(run_dir)
+        written = export_figures(run, out, baseline, plain(metric), png=png)
         console.print(Text(f"wrote {len(written)} figure files into {written[0].parent}"))
+        warn_damage(run, "export")
         return
     if png:
         raise UsageError("--png is for --format figures")
-    console.print(Text(f"wrote {export(run_dir, plain(format_), out, baseline, plain(metric), plain(table))}"))
+    check_format(plain(format_), plain(table))
+    run = store.load_run(run_dir)
+    console.print(Text(f"wrote {export(run, plain(format_), out, baseline, plain(metric), plain(table))}"))
+    warn_damage(run, "export")
 
 
 @command("compare")
+@with_width
 def compare_command(
     runs: list[Path] = typer.Argument(..., help="Reference results dir (A), then the dir(s) to judge against it (B, "
                                       "...; globs too). Three runs or more: every case's speedup over A in each.",
@@ -148,6 +178,8 @@ def compare_command(
     single_run_only(labels)
     run_a, run_b = paths
     a, b = store.load_run(run_a), store.load_run(run_b)
+    for run in (a, b):
+        warn_damage(run, "compare")
     comparison = compare_runs(a.frame, b.frame, get_metric(plain(metric)), threshold)
     differences = run_differences(a.frame, a.env, b.frame, b.env)
     if as_json:

@@ -15,11 +15,12 @@ from ..core.case import Case
 from ..core.timing import TIMERS
 from ..core.errors import UsageError
 from ..core.measurement import Measurement
-from .app import command, console, err_console
-from .options import DEVICE_HELP, TIMER_HELP, Device, Launcher, TimerName, plain, resolve_device_flag
+from .app import command, console, err_console, layout_width
+from .options import DEVICE_HELP, TIMER_HELP, Device, Launcher, TimerName, plain, resolve_device_flag, with_width
 
 
 @command()
+@with_width
 def sweep(
     suite: Optional[str] = typer.Argument(
         None, help="Shipped suite name (see `rpbench suites`) or a path to a suite .toml. Default: quick, "
@@ -149,10 +150,10 @@ def sweep(
 def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resume: bool, profile: bool,
                          report: bool, isolate_timeout_s: float | None = None, workers: int = 1,
                          gpus: list[str] | None = None) -> None:
-    from ..analysis import flag_summary, prepare
+    from ..analysis import analyse_run
     from ..measure.sweep import run_sweep
     from ..results import store
-    from ..views.terminal import latency_grid
+    from ..views.terminal_grid import flag_lines, grids_view
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -205,11 +206,11 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         raise typer.Exit(130)
     if outcome.skipped:
         console.print(f"resumed: {outcome.skipped} case(s) already done were skipped")
-    prepared = prepare(store.load(run_dir))
-    console.print(latency_grid(prepared, f"median latency, ms ({run_dir})"))
-    flagged = bool(prepared["flagged"].any())
-    console.print(Text(flag_summary(prepared), style="bold yellow" if flagged else ""))
-    if prepared["disturbed"].fillna(False).astype(bool).any():
+    run = store.load_run(run_dir)
+    analysed = analyse_run(run.frame, run.env)  # no samples: the grid needs no bootstrap
+    for part in [*grids_view(analysed, layout_width()), *flag_lines(analysed.summary)]:
+        console.print(part)
+    if analysed.frame["disturbed"].fillna(False).astype(bool).any():
         _name_the_busiest()
     if report:
         try:

@@ -36,12 +36,12 @@ class Stats:
     p80: float
     minimum: float
     mean: float
-    iqr_pct: float
+    iqr_pct: float | None  # None when the median is 0 (a timer too coarse for the call): no spread relative to it
     n: int
 
     @property
     def noisy(self) -> bool:
-        return self.iqr_pct > NOISY_IQR_PCT
+        return self.iqr_pct is not None and self.iqr_pct > NOISY_IQR_PCT
 
 
 def summarize(samples: Sequence[float]) -> Stats:
@@ -53,7 +53,7 @@ def summarize(samples: Sequence[float]) -> Stats:
         p80=float(p80),
         minimum=float(values.min()),
         mean=float(values.mean()),
-        iqr_pct=100.0 * float(q75 - q25) / float(median) if median > 0 else 0.0,
+        iqr_pct=100.0 * float(q75 - q25) / float(median) if median > 0 else None,
         n=int(values.size),
     )
 
@@ -69,10 +69,12 @@ class MemoryPeak:
 
 @dataclass(frozen=True)
 class ModelCosts:
-    """Whole-model facts of a backbone case: forward MACs per image and the measured share of time in attention."""
+    """Whole-model facts of a backbone case: forward MACs per image and the measured share of time in attention
+    (None when it could not be measured; `note` says why)."""
 
     macs: int
-    attention_share: float
+    attention_share: float | None
+    note: str = ""
 
     @property
     def gmacs(self) -> float:
@@ -151,12 +153,13 @@ def pooled_rounds(rounds: Sequence[Round]) -> tuple[Round, ...]:
 
 
 def round_spread_pct(rounds: Sequence[Round]) -> float | None:
-    """(slowest − fastest round median) / median of the round medians, %; None with fewer than two rounds."""
+    """(slowest − fastest round median) / median of the round medians, %; None with fewer than two rounds or a
+    median of 0 (nothing to be relative to: unknown, not 0)."""
     medians = [r.median for r in rounds if r.samples]
     if len(medians) < 2:
         return None
     middle = float(np.median(medians))
-    return 100.0 * (max(medians) - min(medians)) / middle if middle > 0 else 0.0
+    return 100.0 * (max(medians) - min(medians)) / middle if middle > 0 else None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ FLOP_AGREEMENT = 0.01  # a FLOP formula further than this from the counted FLOPs
 
 def flop_note(case: Case, analytic: int | None, counted: int | None) -> str | None:
     """What a row should say about its FLOPs: no formula (the counted FLOPs stand alone), or a formula the count
-    disagrees with by more than 1 % (forward only: fwd+bwd analytic is the 3 x forward convention)."""
+    disagrees with by more than 1 % (forward only: fwd+bwd analytic is the 3 x forward convention), or no count
+    (`counted` None: FlopCounterMode saw none of the work, which is an unknown count, not 0 FLOPs)."""
+    if counted is None:
+        return ("FlopCounterMode counted no FLOPs (the work runs in ops it does not know): flops_counted is left "
+                "empty" + ("" if analytic is not None or case.scope != "layer" else
+                           f"; {case.attention} has no FLOP formula either: no FLOP figure, no TFLOP/s"))
     if case.scope != "layer":
         return None
     if analytic is None:

@@ -131,18 +131,23 @@ class _Clock:
         return [(b - a) * 1e3 for a, b in zip(self.marks[::2], self.marks[1::2])]
 
 
-def attention_share(model: nn.Module, images: Tensor, device: str | torch.device) -> float:
-    """Fraction of a forward's time spent inside the model's attention modules, measured.
+def attention_share(model: nn.Module, images: Tensor, device: str | torch.device) -> tuple[float | None, str]:
+    """Fraction of a forward's time spent inside the model's attention modules, measured, and "" ; or None and why
+    it could not be measured (no attention module known, or none ran): an unknown share is never a 0.
 
     Forward hooks put a mark before and after every attention module, and marks around the whole forward:
     CUDA events on CUDA (the GPU timeline, so no profiler session and no CUPTI is started before the timed
     passes), perf_counter on the CPU. One warm-up forward, then the mean over SHARE_CALLS forwards. `model` must
     be a backbone from `rpbench.backbones.build` (it lists its attention modules), on `device` with `images`.
     """
+    modules = model.attention_modules()
+    if not modules:
+        note = getattr(model, "no_attention_note", None)
+        return None, note() if note else "attention share not measured: the model lists no attention module"
     cuda = torch.device(device).type == "cuda"
     inside, whole = _Clock(cuda), _Clock(cuda)
     handles = []
-    for module in model.attention_modules():
+    for module in modules:
         handles.append(module.register_forward_pre_hook(lambda *_: inside.mark()))
         handles.append(module.register_forward_hook(lambda *_: inside.mark()))
     try:
@@ -159,4 +164,7 @@ def attention_share(model: nn.Module, images: Tensor, device: str | torch.device
             handle.remove()
     if total <= 0:
         raise RuntimeError("no forward time was measured; cannot compute the attention share")
-    return min(max(attention / total, 0.0), 1.0)
+    if not inside.marks:
+        return None, (f"attention share not measured: none of its {len(modules)} attention module(s) ran in a "
+                      f"forward")
+    return min(max(attention / total, 0.0), 1.0), ""

@@ -142,8 +142,9 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     forced = getattr(work.module, "sdpa_backend", None) if backend_note else None
     compiled = compile_first(work, case.device) if case.compile != "none" else {}
     rel_err, accuracy_note = _accuracy(case, work)
-    notes = [accuracy_note, knobs_as_run(case), backend_note]
-    flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step()))
+    notes = [accuracy_note, knobs_as_run(case), backend_note, work.model.note if work.model else None]
+    # 0 counted means FlopCounterMode saw none of the work (ops it does not know): unknown, kept empty, noted
+    flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step())) or None
     notes.append(flop_note(case, work.flops_analytic, flops_counted))
     with pinned_sdpa(case, work):
         kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +24,7 @@ from ..core.errors import ExecutionError, ResultsError
 from ..core.measurement import Measurement, Round
 from ..core.schema import COLUMNS, ROUND_COLUMNS, SAMPLE_COLUMNS, STATUSES
 from . import csvfile, traces
+from .damage import Damage, side_files
 from .csvfile import oserror_line as _oserror
 from .csvfile import write_file  # noqa: F401  (the store's one atomic writer, used by views and exports too)
 from .envfile import read_env as _read_env
@@ -221,24 +222,28 @@ def load(path: str | Path) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Run:
     """A results dir read back: its directory, its table (schema dtypes), its env.json and, read on first use (only
-    the bootstrap intervals need it), samples.csv: empty when absent or unreadable, so the intervals fall back."""
+    the bootstrap intervals need it), samples.csv: empty when absent or unreadable, so the intervals fall back.
+    `damage`: its side files that could not be read (samples.csv added when it is read), for the caller to name."""
 
     directory: Path
     frame: pd.DataFrame
     env: dict[str, Any]
+    damage: list[Damage] = field(default_factory=list)
 
     @cached_property
     def samples(self) -> pd.DataFrame:
         try:
             return load_samples(self.directory)
-        except ResultsError:  # a damaged samples.csv costs the intervals, not the report
+        except ResultsError as err:  # a damaged samples.csv costs the intervals, not the report
+            self.damage.append(Damage(SAMPLES, str(err)))
             return _no_samples()
 
 
 def load_run(path: str | Path) -> Run:
     """A results dir (or its results.csv) with its environment; ResultsError when it is not one."""
     directory = results_path(path).parent
-    return Run(directory=directory, frame=load(directory), env=load_env(directory))
+    return Run(directory=directory, frame=load(directory), env=load_env(directory),
+               damage=side_files(directory / ENV, directory / RUN, directory / ROUNDS))
 
 
 def load_samples(path: str | Path) -> pd.DataFrame:

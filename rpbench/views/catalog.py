@@ -20,8 +20,8 @@ def mechanisms_table(specs: Iterable[Any], flop_convention: str) -> Table:
     for spec in specs:
         knobs = ", ".join(f"{k}={v.default!r}" for k, v in spec.knobs.items())
         knobs = knobs or ("any key=value" if spec.open_knobs else "-")
-        name = spec.name if spec.origin == "built-in" else f"{spec.name}\nplugin: {spec.origin}"
-        cost = f"{spec.complexity} ({spec.scaling})" + ("" if spec.flops_fn is not None else "\nFLOPs counted (no formula)")
+        name = spec.name if spec.origin == "built-in" else f"{spec.name} (plugin: {spec.origin})"  # one line a cell
+        cost = f"{spec.complexity} ({spec.scaling})" + ("" if spec.flops_fn is not None else "; FLOPs counted (no formula)")
         table.add_row(*_texts(name, spec.paper or "-", cost, knobs, spec.state_dict_compat or "-"))
     return table
 

@@ -114,11 +114,12 @@ def render(run: store.Run, fmt: str, baseline: str | None = None, metric: str = 
     return to_html_document(cases, title)
 
 
-def export(run_dir: str | Path, fmt: str, out: str | Path | None = None, baseline: str | None = None,
+def export(run_dir: str | Path | store.Run, fmt: str, out: str | Path | None = None, baseline: str | None = None,
            metric: str = "latency", table: str | None = None) -> Path:
-    """Write the run in `fmt` to `out` (default RUN_DIR/export.<ext>) and return the path written."""
+    """Write the run (a run dir, or one read already) in `fmt` to `out` (default RUN_DIR/export.<ext>) and return
+    the path written."""
     check_format(fmt, table)  # before reading the run: a wrong format is the first thing to say
-    run = store.load_run(run_dir)
+    run = run_dir if isinstance(run_dir, store.Run) else store.load_run(run_dir)
     content = render(run, fmt, baseline, metric, table)
     path = Path(out) if out is not None else run.directory / f"export.{EXTENSIONS.get(fmt, fmt)}"
     if path.is_dir():

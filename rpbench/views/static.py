@@ -156,15 +156,16 @@ def write_figures(figures: list[Figure], directory: str | Path, formats: tuple[s
     return written
 
 
-def export_figures(run_dir: str | Path, out: str | Path | None = None, baseline: str | None = None,
+def export_figures(run_dir: str | Path | store.Run, out: str | Path | None = None, baseline: str | None = None,
                    metric: str = "latency", png: bool = False, flag: str = "--out") -> list[Path]:
-    """`rpbench export --format figures`: every figure of a run into `out` (default RUN_DIR/figures/)."""
+    """`rpbench export --format figures`: every figure of a run (a run dir, or one read already) into `out`
+    (default RUN_DIR/figures/)."""
     from ..analysis import analyse_run
     from .figures import build_figures
 
     formats = figure_formats(png)
     check_formats(formats)  # before reading the run: a missing matplotlib is the first thing to say
-    run = store.load_run(run_dir)
+    run = run_dir if isinstance(run_dir, store.Run) else store.load_run(run_dir)
     figures = build_figures(analyse_run(run.frame, run.env, baseline, metric, samples=run.samples))
     if not figures:
         raise ExportError(f"{run.directory}: no successful case to draw")

@@ -1,31 +1,44 @@
-"""Terminal tables (rich): the report of a run, one result row, the end-of-sweep grid and the --max-batch search.
+"""Terminal tables (rich): the report of a run, one result row and the --max-batch search.
 
-Builds renderables and prints nothing. Every cell is a `Text`, never rich markup: labels, knobs, notes and paths
-may contain brackets.
+`rpbench report` leads with the metric grid (`terminal_grid`), then the scaling table and one line per kind of
+flag; the long table of cases is there on request (`--cases`). Builds renderables and prints nothing; every table
+is folded to the width it is given (`fold`) instead of wrapping its cells. Every cell is a `Text`, never rich
+markup: labels, knobs, notes and paths may contain brackets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pandas as pd
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags, flag_summary
-from .format import (MISSING, SPEEDUP_NOTE, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_number, fmt_status,
+from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags
+from ..analysis.scaling import MIN_FIT_SIZES
+from .fold import Column, fold_tables
+from .format import (MISSING, SPEEDUP_NOTE, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_status,
                      interval_methods, left_out_text, measured_cells)
-
-BEST_STYLE = "bold green"
-FLAG_STYLE = "bold yellow"
+from .terminal_grid import BEST_STYLE, FLAG_MARKS, FLAG_STYLE, flag_lines, grids_view
 
 
 @dataclass
 class TerminalReport:
-    """Everything `rpbench report` prints, kept apart from printing so tests and other views can reuse it."""
+    """Everything `rpbench report` prints, kept apart from printing so tests and other views can reuse it: the
+    grids with their legend, the scaling table (the short one, or with --cases every quantity), the case table
+    (only with --cases) and the flag lines."""
 
-    cases: Table
-    scaling: Table
+    grids: list[RenderableType]
+    scaling: list[RenderableType]
+    cases: list[RenderableType] = field(default_factory=list)
+    flags: list[Text] = field(default_factory=list)
+    header: list[RenderableType] = field(default_factory=list)  # lines above the grids (a run-wide note)
+
+    def parts(self) -> list[RenderableType]:
+        """In the order they are printed: the header lines, the grids, the case table (with --cases), scaling, the
+        flag lines."""
+        return [*self.header, *self.grids, *self.cases, *self.scaling, *self.flags]
 
 
 def _cell(text: Any, best: bool = False) -> Text:
@@ -33,85 +46,88 @@ def _cell(text: Any, best: bool = False) -> Text:
     return Text(str(text), style=BEST_STYLE if best else "")
 
 
-def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric) -> Table:
-    """One line per case; best value per column among cases of the same size in green, failed cases dimmed."""
+def cases_table(summary: pd.DataFrame, baseline: str | None, metric: Metric, width: int) -> list[RenderableType]:
+    """One line per case (best value per column among cases of the same size in green, failed cases dimmed), folded
+    to `width`, then the reasons of every flagged case, one line each."""
     flags = best_flags(summary)
-    show_context = bool((summary["context"] != "").any())
     show_resolution = bool(summary["resolution"].notna().any())
     show_peak = bool((summary["tflops_s"].notna() & (summary["device"] == "cuda")).any())  # no CPU peaks
     show_ceiling = bool(summary["pct_ceiling"].notna().any() or summary["pct_ceiling_broken"].any())
     columns = ["latency_ms_median", "spread", "throughput_img_s", "peak_mem_mb", "flops", "tflops_s"]
     columns += ["pct_peak"] * show_peak + ["pct_ceiling"] * show_ceiling + ["speedup"] * (baseline is not None)
-    table = Table(title="Cases", title_justify="left", header_style="bold")
-    if show_context:
-        table.add_column("setting")
-    table.add_column("mechanism")
-    table.add_column("N", justify="right")
-    if show_resolution:
-        table.add_column("res px", justify="right")
     headers = {"latency_ms_median": "median ms", "spread": "p20–p80 ms", "throughput_img_s": "img/s",
                "peak_mem_mb": "peak MiB", "flops": "FLOPs", "tflops_s": "TFLOP/s", "pct_peak": "% of datasheet peak",
                "pct_ceiling": "% of measured ceiling", "speedup": f"{metric.label} vs {baseline} [95 % CI]"}
-    for column in columns:
-        table.add_column(Text(headers[column]), justify="right")
-    table.add_column("status")
-    show_flags = bool(summary["flagged"].any() or summary["launch_bound"].fillna(False).astype(bool).any())
-    if show_flags:
-        table.add_column("flags (left out of fits, crossovers, speedups)")
-    for column in table.columns:
-        column.overflow = "fold"
-    for index, row in summary.iterrows():
-        cells: list[Any] = [_cell(row["context"])] if show_context else []
-        cells += [_cell(row["series"]), _cell(fmt_int(row["tokens"]))]
-        if show_resolution:
-            cells.append(_cell(fmt_int(row["resolution"])))
-        if row["ok"]:
-            best, texts = flags.loc[index], measured_cells(row)
-            cells += [_cell(texts[column], column in best.index and best[column])
-                      for column in columns]
-            cells.append(_cell(row["status"]))
-            if show_flags:
-                cells.append(Text(flag_text(row), style=FLAG_STYLE))
-            table.add_row(*cells)
-        else:
-            cells += [_cell(MISSING)] * len(columns) + [_cell(fmt_status(row))] + [_cell("")] * show_flags
-            table.add_row(*cells, style="dim")
-    table.caption = flag_summary(summary) + (f"\n{SPEEDUP_NOTE}" if baseline is not None else "")
-    return table
-
-
-def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str | None, metric: Metric) -> Table:
-    """Fitted exponents (95 % CI, points, R²) per curve and where each curve overtakes the baseline."""
-    table = Table(title="Scaling with N: y ∝ N^k, k [95 % CI]", title_justify="left", header_style="bold")
-    table.add_column("curve")
-    for quantity in SCALING_QUANTITIES:
-        table.add_column(f"k {quantity}", justify="right")
-    table.add_column("CI of k")
+    texts = {index: measured_cells(row) for index, row in summary.iterrows() if row["ok"]}
+    keys = [Column("setting", [_cell(v) for v in summary["context"]])] if (summary["context"] != "").any() else []
+    keys += [Column("mechanism", [_cell(v) for v in summary["series"]]),
+             Column("N", [_cell(fmt_int(v)) for v in summary["tokens"]], justify="right")]
+    if show_resolution:
+        keys.append(Column("res px", [_cell(fmt_int(v)) for v in summary["resolution"]], justify="right"))
+    rest = [Column(headers[column], [_cell(texts[i][column], bool(flags.at[i, column]) if column in flags else False)
+                                     if i in texts else _cell(MISSING) for i in summary.index], justify="right")
+            for column in columns]
+    marks = ["".join(FLAG_MARKS[k] for k in str(kinds).split(",") if k) for kinds in summary["flag_kinds"]]
+    if any(marks):
+        rest.append(Column("flags", [Text(m, style=FLAG_STYLE) for m in marks]))
+    rest.append(Column("status", [_cell(row["status"] if row["ok"] else fmt_status(row))
+                                  for _, row in summary.iterrows()], wrap=True))
+    styles = ["" if ok else "dim" for ok in summary["ok"]]
+    tables: list[RenderableType] = fold_tables(keys, rest, width, title="Cases", row_styles=styles)
+    for _, row in summary[summary["flagged"]].iterrows():
+        tables.append(Text(f"  {row['series']} N={fmt_int(row['tokens'])}"
+                           + (f" ({row['context']})" if row["context"] else "") + f": {row['flags']}",
+                           style=FLAG_STYLE))
     if baseline is not None:
-        table.add_column(Text(f"crossover vs {baseline} ({metric.label})"))
-    for column in table.columns:
-        column.overflow = "fold"
-    for curve in curve_fits(exponents, crossings, baseline, metric):
-        cells = [_cell(curve.line)]
-        for quantity in SCALING_QUANTITIES:
+        tables.append(Text(SPEEDUP_NOTE, style="dim"))
+    return tables
+
+
+def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: str | None, metric: Metric,
+                  width: int, full: bool = True) -> list[RenderableType]:
+    """Fitted exponents (95 % CI, points, R²) per curve and where each curve overtakes the baseline. `full`: every
+    quantity and the interval method; else only the metric's own exponent (latency for throughput), and none
+    at all when no curve has the MIN_FIT_SIZES sizes a fit needs (a line says so instead)."""
+    quantities = list(SCALING_QUANTITIES) if full else ["memory" if metric.name == "memory" else "latency"]
+    curves = curve_fits(exponents, crossings, baseline, metric)
+    if not curves:
+        return [Text("Scaling with N: no curve has 2 or more measured sizes.", style="dim")]
+    fitted = any(not pd.isna(fit["exponent"]) for curve in curves for fit in curve.fits.values())
+    notes: list[RenderableType] = []
+    if not full and not fitted:
+        quantities = []
+        most = max((int(fit["n_points"]) for curve in curves for fit in curve.fits.values()), default=0)
+        notes.append(Text(f"No exponent: a curve needs {MIN_FIT_SIZES} measured sizes or more to fit one "
+                          f"(here at most {most}).", style="dim"))
+    rest = []
+    for quantity in quantities:
+        shown = []
+        for curve in curves:
             fit = curve.fits.get(quantity)
-            shown = MISSING if fit is None else fmt_exponent(fit) if pd.isna(fit["exponent"]) else \
-                f"{fmt_exponent(fit)} n={fit['n_points']} R²={fit['r2']:.3f}"
-            cells.append(_cell(shown + ("" if fit is None else left_out_text(fit))))
-        cells.append(_cell(interval_methods(curve.fits)))
-        if curve.crossover is not None:
-            cells.append(_cell(curve.crossover))
-        table.add_row(*cells)
-    if not table.row_count:
-        table.caption = "No curve has 2 or more measured sizes."
-    return table
+            text = MISSING if fit is None else fmt_exponent(fit) if pd.isna(fit["exponent"]) else \
+                f"{fmt_exponent(fit)} n={fit['n_points']}" + (f" R²={fit['r2']:.3f}" if full else "")
+            shown.append(_cell(text + ("" if fit is None else left_out_text(fit))))
+        rest.append(Column(f"k {quantity}", shown, justify="right"))
+    if full:
+        rest.append(Column("CI of k", [_cell(interval_methods(curve.fits)) for curve in curves]))
+    if baseline is not None:
+        rest.append(Column(f"crossover vs {baseline} ({metric.label})", [_cell(curve.crossover) for curve in curves],
+                           wrap=True))
+    title = "Scaling with N: y ∝ N^k, k [95 % CI]" if quantities else "Scaling with N"
+    if not rest:
+        return [Text(title, style="bold"), *notes]
+    return [*fold_tables([Column("curve", [_cell(curve.line) for curve in curves])], rest, width, title=title),
+            *notes]
 
 
-def terminal_report(run: RunAnalysis) -> TerminalReport:
-    """Both tables of `rpbench report` for an analysed run."""
+def terminal_report(run: RunAnalysis, width: int = 100, cases: bool = False) -> TerminalReport:
+    """What `rpbench report` prints for an analysed run, fitted to `width` columns; `cases`: the case table and
+    every fitted quantity too."""
     return TerminalReport(
-        cases=cases_table(run.summary, run.baseline, run.metric),
-        scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric),
+        grids=grids_view(run, width),
+        scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric, width, full=cases),
+        cases=cases_table(run.summary, run.baseline, run.metric, width) if cases else [],
+        flags=flag_lines(run.summary),
     )
 
 
@@ -123,32 +139,6 @@ def row_table(row: Mapping[str, Any]) -> Table:
             continue
         table.add_row(_cell(key), _cell(fmt_number(value, 4) if isinstance(value, float) else value))
     return table
-
-
-def latency_grid(frame: pd.DataFrame, title: str) -> Table:
-    """Median latency per curve (rows, named as the reports name them) and size (columns); failures by status.
-
-    `frame` is a prepared results table (`analysis.prepare`).
-    """
-    frame = frame.copy()
-    grid = frame["height"].astype("string") + "x" + frame["width"].astype("string")
-    frame["size"] = frame["resolution"].astype("string").fillna(grid)
-    sizes = list(dict.fromkeys(frame.sort_values("tokens")["size"]))
-    table = Table("curve", *sizes, title=Text(title))
-    for (facet, line), rows in frame.groupby(["facet", "line"], sort=True):
-        cells = {r["size"]: _grid_cell(r) for _, r in rows.iterrows()}
-        table.add_row(_cell(f"{line} · {facet}" if facet else line), *(cells.get(size, "") for size in sizes))
-    if frame["flagged"].any():
-        table.caption = "* flagged (see the flags in `rpbench report`): not to be believed"
-    return table
-
-
-def _grid_cell(row: Mapping[str, Any]) -> Text:
-    if not row["ok"]:
-        return Text(row["status"], style="dim")
-    if row["flagged"]:
-        return Text(fmt_number(row["latency_ms_median"]) + "*", style=FLAG_STYLE)
-    return _cell(fmt_number(row["latency_ms_median"]))
 
 
 def max_batch_table(rows: list[Mapping[str, Any]], title: str) -> Table:

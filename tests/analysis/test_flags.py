@@ -11,7 +11,8 @@ from rpbench.core.schema import COLUMNS
 from rpbench.results import store
 from rpbench.views.export import display_table
 from rpbench.views.html import render_html
-from rpbench.views.terminal import latency_grid, terminal_report
+from rpbench.views.terminal import terminal_report
+from rpbench.views.terminal_grid import grids_view
 
 from cli_helpers import invoke
 from fake_runs import DEFAULT_ENV, make_row, scaling_rows, write_run
@@ -65,10 +66,12 @@ def test_a_disturbed_row_is_left_out_of_fits_crossovers_and_speedups_and_they_sa
     assert fit["n_points"] == 3 and fit["left_out"] == 1
     crossing = analysed.crossings.query("series == 'rpattention'").iloc[0]
     assert crossing["left_out"] == 1 and crossing["status"] == "crossover"
-    report = terminal_report(analysed)
-    text = _render(report.cases) + _render(report.scaling)
+    text = _render(*terminal_report(analysed, cases=True).parts())
     assert "disturbed: other processes kept 1.95 cores busy" in text and "(1 flagged left out)" in text
-    assert "1 of 8 measured rows flagged (1 disturbed); fits, crossovers and speedups leave them out" in text
+    short = _render(*terminal_report(analysed).parts())  # the default report: grid, scaling, one line per flag kind
+    assert "1 of 8 measured rows flagged (1 disturbed); fits, crossovers and speedups leave them out" in short
+    assert "d disturbed (1): other processes were busy in every pass: rpattention N=3,136 (others: 1.95 cores)" in short
+    assert "(1 flagged left out)" in short
 
 
 def test_flags_and_noisy_are_marked_in_the_html_report_and_the_grid_alike(tmp_path):
@@ -77,8 +80,11 @@ def test_flags_and_noisy_are_marked_in_the_html_report_and_the_grid_alike(tmp_pa
     page = render_html(analysed, run_dir)
     assert '<tr class="flagged">' in page and "unstable: passes 41 % apart" in page
     assert "noisy" in page and "1 of 8 measured rows flagged (1 unstable)" in page
-    grid = _render(latency_grid(analysed.frame, "grid"))
-    assert "*" in grid and "flagged" in grid
+    grid = _render(*grids_view(analysed, 100))
+    # at N=3136 the flagged rpattention cell is left out: dense is alone there, and the best of nothing is not marked
+    assert "19.7 ±5%" in grid and "19.7 ±5% ◆" not in grid and "12.5 ±5% ◆" in grid
+    assert "3.14 ±5% u" in grid and "u unstable: its passes more than 25 % apart" in grid
+    assert "0.0768 ±5% ◆~" in grid and "~ noisy" in grid  # noisy is marked, and still the best of its column
     table = display_table(analysed)
     assert table["flags"].tolist().count("noisy") == 1 and table["flags"].str.startswith("unstable").sum() == 1
 
@@ -93,7 +99,7 @@ def test_noisy_rows_are_marked_but_kept():
 def test_a_share_above_100_percent_of_the_ceiling_is_a_broken_ceiling_never_a_number(tmp_path, ceiling, shown):
     env = {**DEFAULT_ENV, "ceilings": {"matmul_tflops": {"bfloat16": ceiling}}}
     analysed, run_dir = _analysed(tmp_path, scaling_rows(), env)
-    cells = _render(terminal_report(analysed).cases)
+    cells = _render(*terminal_report(analysed, cases=True).cases)
     assert shown in cells
     if shown != "%":
         assert analysed.summary["pct_ceiling"].isna().all() and analysed.summary["pct_ceiling_broken"].any()
@@ -109,9 +115,10 @@ def test_the_end_of_a_sweep_says_how_many_rows_are_flagged(tmp_path):
     assert "measured" in result.output and ("no row flagged" in result.output or "rows flagged" in result.output)
 
 
-def _render(renderable) -> str:
+def _render(*renderables) -> str:
     from rich.console import Console
 
     console = Console(width=400, record=True)
-    console.print(renderable)
+    for renderable in renderables:
+        console.print(renderable)
     return console.export_text()

@@ -56,8 +56,10 @@ def test_tiny_backbone_sweep(tmp_path):
     assert frame.loc[("rp", 64), "layout"] == "rpattention:A m=4" and frame.loc[("own", 64), "layout"] == "own"
     assert frame.loc[("own", 64), "attention"] == "dense"
     assert frame.loc[("own", 64), "tokens"] == 16  # the first stage's grid: (64 / 16)²
-    curves = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
-    assert curves == ["own", "rp"]  # the end-of-sweep summary has one row per layout
+    lines = result.output.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip() and set(line.strip()) == {"─"})
+    rows = [line.split()[0] for line in lines[rule + 1:rule + 3]]
+    assert rows == ["own", "rp"] and lines[rule + 3].startswith("marks:")  # the end-of-sweep grid: a row per layout
 
 
 def test_shipped_backbone_suite_expands_paper_layouts():

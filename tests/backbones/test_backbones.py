@@ -175,6 +175,7 @@ def test_attention_share_is_measured_and_follows_the_cost():
     for mechanism, knobs in (("dense", {}), ("rpattention", {"m": 16})):
         torch.manual_seed(0)
         model = backbones.build("deit-t", 384, backbones.parse_layout("deit-t", mechanism, None, knobs))
-        shares[mechanism] = attention_share(model, torch.randn(1, 3, 384, 384), "cpu")
+        shares[mechanism], note = attention_share(model, torch.randn(1, 3, 384, 384), "cpu")
+        assert note == ""
     assert all(0.0 < share < 1.0 for share in shares.values())
     assert shares["dense"] > shares["rpattention"], shares

@@ -15,6 +15,7 @@ from rpbench import backbones
 from rpbench.backbones import timm_models
 from rpbench.measure.probes import attention_share
 from rpbench.measure.runner import run_case
+from rpbench.results.rows import row_of
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags, load_suite
 
@@ -22,7 +23,7 @@ from cli_helpers import invoke
 
 
 class Attention(nn.Module):
-    """Named like timm's: qkv, proj, num_heads, forward(x, attn_mask=None)."""
+    """Named and shaped like timm's ViT attention: qkv, proj, num_heads, forward(x, attn_mask=None)."""
 
     def __init__(self, dim, num_heads):
         super().__init__()
@@ -89,9 +90,43 @@ class FakeWindowed(nn.Module):
         return self.head(self.attn(x.reshape(b * n // 4, 4, c)).reshape(b, n, c).mean(1))
 
 
+class WindowAttention(Attention):
+    """Named and shaped like timm's Swin attention: (B·windows, tokens of a window, C) in, the same out."""
+
+
+class FakeSwin(nn.Module):
+    """A Swin-like stage: a 4 px patch grid in 2x2 windows, attention inside each window, no whole-grid attention."""
+
+    def __init__(self, img_size=32, num_classes=1000, embed_dim=32):
+        super().__init__()
+        self.embed_dim, self.num_features = embed_dim, 2 * embed_dim
+        self.patch_embed = PatchEmbed(img_size, 4, embed_dim)
+        self.attn, self.mlp = WindowAttention(embed_dim, 2), nn.Linear(embed_dim, embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, images):
+        x = self.patch_embed(images)
+        b, n, c = x.shape
+        side = int(n ** 0.5)
+        windows = x.view(b, side // 2, 2, side // 2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, 4, c)
+        x = self.attn(windows).reshape(b, n, c)
+        return self.head((x + self.mlp(x)).mean(1))
+
+
+class FakeConvNet(nn.Module):
+    """No attention module at all (a ResNet-like model): its share is unknown, never 0."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self.num_features, self.stem, self.head = 16, nn.Conv2d(3, 16, 4, 4), nn.Linear(16, num_classes)
+
+    def forward(self, images):
+        return self.head(self.stem(images).mean((2, 3)))
+
+
 def fake_timm() -> types.ModuleType:
     module = types.ModuleType("timm")
-    models = {"vit_fake": FakeViT, "windowed_fake": FakeWindowed}
+    models = {"vit_fake": FakeViT, "windowed_fake": FakeWindowed, "swin_fake": FakeSwin, "convnet_fake": FakeConvNet}
     module.list_models = lambda: sorted(models)
 
     def create_model(name, pretrained=False, **kwargs):
@@ -124,7 +159,8 @@ def test_every_grid_attention_is_swapped_and_the_output_kept(timm):
     assert model.model.cls_token is None  # tokens are exactly the 4x4 grid
     images = torch.randn(2, 3, 64, 64)
     assert model(images).shape == (2, 1000)
-    assert 0.0 < attention_share(model, images, "cpu") < 1.0
+    share, note = attention_share(model, images, "cpu")
+    assert 0.0 < share < 1.0 and note == ""
 
 
 def test_a_per_block_layout_keeps_timms_own_attention_in_b_blocks(timm):
@@ -142,6 +178,32 @@ def test_a_timm_backbone_is_measured_like_ours(timm):
     measured = run_case(case, Timing(warmup_ms=1, repeat=3, rounds=1))
     assert measured.status == "ok", measured.note
     assert measured.params > 0 and measured.model.macs > 0 and 0.0 < measured.model.attention_share < 1.0
+    assert "attention share" not in (row_of(measured)["notes"] or "")
+
+
+@pytest.mark.parametrize("name,classes", [("windowed_fake", ["Attention"]), ("swin_fake", ["WindowAttention"])])
+def test_the_share_of_a_model_whose_attention_sees_windows_is_measured(timm, name, classes):
+    """Swin's WindowAttention (and attention over any windows) is timed like a ViT's Attention: never 0."""
+    model = backbones.build(f"timm:{name}", 64 if name == "windowed_fake" else 32,
+                            layout(f"timm:{name}", attention=None, knobs={}))
+    assert [type(m).__name__ for m in model.attention_modules()] == classes
+    share, note = attention_share(model, torch.randn(1, 3, *(2 * [model.resolution])), "cpu")
+    assert 0.0 < share < 1.0 and note == ""
+
+
+def test_a_swin_like_model_takes_its_heads_from_its_window_attention(timm):
+    spec = backbones.spec("timm:swin_fake")
+    assert (spec.widths, spec.heads, spec.depths) == ((32,), (2,), (1,))  # not 1 head made up
+
+
+def test_a_model_without_attention_has_no_share_and_a_note_never_zero(timm):
+    case = case_from_flags(CaseFlags(backbone="timm:convnet_fake", resolution=32, device="cpu"))
+    measured = run_case(case, Timing(warmup_ms=1, repeat=3, rounds=1))
+    assert measured.status == "ok", measured.note
+    assert measured.model.attention_share is None
+    row = row_of(measured)
+    assert row.get("attention_share") is None and row["gmacs"] > 0
+    assert "attention share not measured: timm:convnet_fake has no module of a timm attention family" in row["notes"]
 
 
 def test_a_backbone_suite_takes_timm_models(timm, tmp_path):
@@ -205,3 +267,55 @@ def test_a_real_timm_vit_gets_every_attention_swapped():
     assert len(model.attention_modules()) == 12
     assert all(isinstance(m, timm_models._Swapped) for m in model.attention_modules())
     assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+# Every timm attention family the README names, and others whose attention sees the grid or windows: (model,
+# resolution, the timm classes its attention share is timed around).
+REAL_FAMILIES = [
+    ("vit_tiny_patch16_224", 224, {"Attention"}),
+    ("deit_tiny_patch16_224", 224, {"Attention"}),
+    ("swin_tiny_patch4_window7_224", 224, {"WindowAttention"}),
+    ("swinv2_tiny_window8_256", 256, {"WindowAttention"}),
+    ("pvt_v2_b0", 224, {"Attention"}),
+    ("davit_tiny", 224, {"WindowAttention", "ChannelAttention"}),
+    ("cait_xxs24_224", 224, {"TalkingHeadAttn", "ClassAttn"}),
+    ("xcit_nano_12_p16_224", 224, {"XCA", "ClassAttn"}),
+    ("efficientvit_b0", 224, {"LiteMLA"}),
+    ("convit_tiny", 224, {"GPSA", "MHSA"}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,resolution,classes", REAL_FAMILIES, ids=[f[0] for f in REAL_FAMILIES])
+def test_real_timm_attention_shares_are_measured(name, resolution, classes):
+    real_timm()
+    torch.manual_seed(0)
+    model = backbones.build(f"timm:{name}", resolution, layout(f"timm:{name}", attention=None, knobs={})).eval()
+    found = model.attention_modules()
+    assert {type(m).__name__ for m in found} == classes
+    share, note = attention_share(model, torch.randn(1, 3, resolution, resolution), "cpu")
+    print(f"{name}: attention_share {share:.3f} over {len(found)} module(s) of {sorted(classes)}")
+    assert 0.0 < share < 1.0 and note == ""
+
+
+def test_a_real_timm_cnn_has_no_share_and_says_why():
+    real_timm()
+    model = backbones.build("timm:resnet18", 64, layout("timm:resnet18", attention=None, knobs={}))
+    share, note = attention_share(model, torch.randn(1, 3, 64, 64), "cpu")
+    assert share is None and "timm:resnet18 has no module of a timm attention family" in note
+
+
+@pytest.mark.slow
+def test_the_issues_swin_run_reports_a_share():
+    """`rpbench run --backbone timm:swin_tiny_patch4_window7_224` printed attention_share 0.0 (Swin's
+    WindowAttention was not recognised)."""
+    import json
+
+    real_timm()
+    result = invoke("run", "--backbone", "timm:swin_tiny_patch4_window7_224", "--resolution", "224", "--device",
+                    "cpu", "--rounds", "1", "--warmup-ms", "0", "--repeat-ms", "1", "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    print(f"swin_tiny_patch4_window7_224 via rpbench run: attention_share {row['attention_share']}, heads "
+          f"{row['heads']}")
+    assert 0.0 < row["attention_share"] < 1.0 and row["heads"] == 3

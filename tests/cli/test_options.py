@@ -21,8 +21,8 @@ def test_run_and_profile_share_every_case_flag():
     for name in shared:
         assert run[name][2] == getattr(defaults, name) or (run[name][2] in (None, ()) and not getattr(defaults, name))
     assert set(run) - set(shared) == {"warmup_ms", "repeat_ms", "rounds", "retries", "compile_", "precision",
-                                            "channels_last", "timer", "max_batch", "batch_limit", "as_json"}
-    assert set(profile) - set(shared) == {"out", "wait", "warmup", "active"}
+                                            "channels_last", "timer", "max_batch", "batch_limit", "as_json", "width"}
+    assert set(profile) - set(shared) == {"out", "wait", "warmup", "active", "width"}
 
 
 def test_the_cli_answers_without_importing_torch_or_pandas():

@@ -40,3 +40,13 @@ def test_a_failed_measurement_has_no_statistics():
     failed = Measurement(case=CASE, suite="t", status="oom", notes=("CUDA out of memory", ""))
     assert failed.stats is None and failed.throughput_img_s is None and failed.tflops_s is None
     assert failed.note == "CUDA out of memory" and not failed.ok
+
+
+def test_a_spread_relative_to_a_zero_median_is_unknown_not_zero():
+    """A timer too coarse for the call gives a 0 ms median: its IQR % and its pass spread are unknown (empty),
+    never a 0 % that would read as perfectly stable."""
+    from rpbench.core.measurement import Round, round_spread_pct
+
+    stats = summarize([0.0, 0.0, 0.0, 0.001])
+    assert stats.median == 0.0 and stats.iqr_pct is None and not stats.noisy
+    assert round_spread_pct([Round(samples=(0.0, 0.0)), Round(samples=(0.0, 0.001, 0.0))]) is None

@@ -212,7 +212,7 @@ CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
 CHOICES = {"dtype", "mode", "device", "metric", "format_", "table", "compile_", "precision", "timer", "launcher", "by"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active", "workers",
-        "rounds", "retries", "time_min", "tasks", "max_running", "seed"}
+        "rounds", "retries", "time_min", "tasks", "max_running", "seed", "width"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}
 STRING_JUNK = {
     "attention": ["nosuch", "", "[/]", "\x1b[31m", "x" * 5000],

@@ -62,6 +62,24 @@ def test_a_file_reference_builds_a_plain_factory_and_counts_its_flops():
     assert measured.case.knob_dict == {"eps": 0.001}
 
 
+def test_work_the_flop_counter_cannot_see_is_an_unknown_count_not_zero(tmp_path, monkeypatch):
+    """A mechanism whose work FlopCounterMode does not count (no matmul, no convolution it knows) and that has no
+    formula: no FLOP figure and no TFLOP/s, with a note, never 0 FLOPs at some rate."""
+    write_module(tmp_path, monkeypatch, "mine_uncounted", """
+        from torch import nn
+
+        class Scale(nn.Module):
+            def __init__(self, dim, num_heads, grid):
+                super().__init__()
+            def forward(self, x):
+                return x * 0.5 + 1.0
+    """)
+    measured = run_case(layer_case("mine_uncounted:Scale"), QUICK)
+    assert measured.status == "ok", measured.note
+    assert measured.flops_counted is None and measured.tflops_s is None
+    assert "FlopCounterMode counted no FLOPs" in measured.note and "no FLOP figure, no TFLOP/s" in measured.note
+
+
 def test_a_decorated_module_keeps_its_knobs_check_and_origin(tmp_path, monkeypatch):
     write_module(tmp_path, monkeypatch, "mine_decorated", '''
         import attentions
@@ -192,7 +210,7 @@ def test_an_installed_plugin_is_listed_and_swept_by_name(tmp_path):
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if "│ pooled-kv" in line)
-    assert "plugin: rpbench_example_plugin" in lines[at + 1] and "O(N²·C/r²) (quadratic)" in lines[at]
+    assert "│ pooled-kv (plugin: rpbench_example_plugin)" in lines[at] and "O(N²·C/r²) (quadratic)" in lines[at]
     swept = rpbench_with(site, "sweep", str(EXAMPLE / "suite.toml"), "--out", str(tmp_path / "run"), "--device",
                          "cpu", "--no-report")
     assert swept.returncode == 0, swept.stderr

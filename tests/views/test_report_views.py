@@ -53,15 +53,19 @@ def test_report_command_shows_the_key_numbers(run_dir):
     result = invoke("report", str(run_dir), "--html")
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "0.0768" in out and "19.7" in out  # dense medians at N=196 and N=3136
-    assert "6.27× [5.67–6.93]" in out  # rpattention vs dense at N=3136: 19.67/3.136 with p20/p80 bounds
+    assert "0.0768 ±5% ◆" in out and "19.7 ±5%" in out  # dense medians at N=196 (the fastest) and N=3136
     assert "n/a (3 sizes)" in out  # dense latency has three ok sizes: no exponent from fewer than four
-    assert "1.00 [1.00, 1.00] n=4" in out
+    assert "1.00 [0.98, 1.02] n=4" in out  # rpattention's latency exponent with its bootstrap interval
     assert "faster from N ≈ 500 [467–538] (≈ 358 px)" in out
-    assert "oom: CUDA out of memory" in out
-    assert "0.6%" in out  # 6.14 TFLOP/s of the H100's 989.5 bf16 peak
+    assert " oom " in out and "oom: not measured" in out  # in the grid, and the legend says where the reason is
+    assert "CUDA out of memory" not in out and "6.27×" not in out  # the case table is behind --cases
     assert (run_dir / "report.html").is_file()
     assert f"report: {run_dir / 'report.html'}" in out.replace("\n", "")
+    cases = invoke("report", str(run_dir), "--cases").output
+    assert "6.27× [5.67–6.93]" in cases  # rpattention vs dense at N=3136: 19.67/3.136 with p20/p80 bounds
+    assert "oom: CUDA out of memory" in cases
+    assert "0.6%" in cases  # 6.14 TFLOP/s of the H100's 989.5 bf16 peak
+    assert "1.00 [1.00, 1.00] n=4 R²=1.000" in cases  # the full scaling table: R² and the interval method
 
 
 @pytest.mark.parametrize("metric,expected", [("memory", "less memory from N ≈ 500"), ("throughput", "higher throughput from")])
@@ -76,7 +80,9 @@ def test_report_with_an_explicit_baseline(run_dir):
     assert result.exit_code == 2  # series names are not labels
     result = invoke("report", str(run_dir), "--baseline", "rpattention")
     assert result.exit_code == 0, result.output
-    assert "latency vs rpattention" in result.output
+    assert "crossover vs rpattention (latency)" in result.output
+    assert "latency vs rpattention [95 % CI]" in invoke("report", str(run_dir), "--baseline", "rpattention",
+                                                        "--cases").output
 
 
 def test_report_without_a_dense_baseline(tmp_path):
@@ -85,7 +91,8 @@ def test_report_without_a_dense_baseline(tmp_path):
     result = invoke("report", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert "vs dense" not in result.output
-    assert "n/a (3 sizes)" in result.output
+    assert "No exponent: a curve needs 4 measured sizes or more to fit one (here at most 3)" in result.output
+    assert "n/a (3 sizes)" in invoke("report", str(tmp_path / "run"), "--cases").output
 
 
 def _bad_inputs(tmp_path):

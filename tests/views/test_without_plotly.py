@@ -10,7 +10,8 @@ def test_report_without_plotly_prints_tables_and_writes_a_page_without_figures(t
     run = write_run(tmp_path / "run", scaling_rows())
     result = rpbench_without("plotly", "report", str(run), "--html")
     assert result.returncode == 0, result.stderr
-    assert "Cases" in result.stdout and "Scaling with N" in result.stdout and "rpattention" in result.stdout
+    assert "Median latency per call" in result.stdout and "Scaling with N" in result.stdout
+    assert "rpattention" in result.stdout
     page = (run / "report.html").read_text()
     assert "No figures: plotly is not importable here" in page and 'content="0"' in page and "rpattention" in page
 

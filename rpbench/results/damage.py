@@ -1,0 +1,47 @@
+"""The side files of a run dir checked when it is read back for a report, an export or a comparison.
+
+results.csv is the run; env.json, run.json, rounds.csv and samples.csv only add to it. A damaged one must not stop a
+report, nor pass unnoticed: each is found here with what is wrong with it (one line, naming the file), and the
+command that read the dir says what it left out because of it. samples.csv is checked when it is read (only the
+bootstrap intervals need it, see `store.Run.samples`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import ResultsError
+from ..core.schema import ROUND_COLUMNS
+from . import csvfile
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A side file of a run dir that could not be read: its name in the dir and what is wrong (one line that
+    names the file)."""
+
+    name: str
+    problem: str
+
+
+def _json_object(path: Path) -> str | None:
+    """What is wrong with a JSON file that must hold an object, or None (a missing file is not damage)."""
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"{path}: unreadable ({type(err).__name__})"
+    return None if isinstance(value, dict) else f"{path}: holds a JSON {type(value).__name__}, not an object"
+
+
+def side_files(env: Path, run: Path, rounds: Path) -> list[Damage]:
+    """The damaged ones among a run dir's env.json, run.json and rounds.csv (all small: read whole)."""
+    found = [Damage(path.name, problem) for path in (env, run) for problem in [_json_object(path)] if problem]
+    try:
+        if rounds.is_file() and rounds.stat().st_size:
+            csvfile.read(rounds, ROUND_COLUMNS)
+    except (ResultsError, OSError) as err:
+        found.append(Damage(rounds.name, str(err) if isinstance(err, ResultsError) else f"{rounds}: {err}"))
+    return found

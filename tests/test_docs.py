@@ -33,13 +33,13 @@ from typer.testing import CliRunner
 
 from rpbench.cli import app
 
-from fake_runs import scaling_rows, write_run
+from fake_runs import DEFAULT_ENV, scaling_rows, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DIRECTIVE = re.compile(r"<!--\s*doc-test:\s*(?P<body>.*?)\s*-->")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>\w*)\s*$")
-READS_A_RUN = ("report", "export", "compare", "status", "collect")
+READS_A_RUN = ("report", "export", "compare", "history", "status", "collect")
 FIRST_SCREEN = 60
 
 
@@ -173,7 +173,9 @@ def _params(langs: tuple[str, ...]):
 
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory) -> Path:
-    return write_run(tmp_path_factory.mktemp("docs") / "run", scaling_rows())
+    """A small run written by the real store, as a sweep inside a git checkout records it (dates, commit)."""
+    env = {**DEFAULT_ENV, "collected_at": "2026-12-01T10:00:00+00:00", "git_commit_time": "2026-11-30T09:00:00+00:00"}
+    return write_run(tmp_path_factory.mktemp("docs") / "run", scaling_rows(), env)
 
 
 def run_for_real(block: Block, cwd: Path, fake_run: Path) -> None:

@@ -12,26 +12,11 @@ from rich.text import Text
 from ..core.errors import UsageError
 from .app import command, console, err_console, layout_width
 from .options import ExportFormat, ExportTable, MetricName, plain, with_width
+from .damage import warn_damage
 from .runs import LABEL_HELP, RUNS_HELP, compare_many, export_runs, report_runs, several, single_run_only
 
 METRIC_HELP = "latency (median ms), throughput (img/s) or memory (peak MiB)"
 
-# What a damaged side file of a run dir costs each command (see results.damage); results.csv alone is the run.
-_REPORTED = {"env.json": "the environment (versions, the command, measured ceilings: no % of measured ceiling)",
-             "samples.csv": "the bootstrap intervals (speedups fall back to the p20–p80 pairing, marked †, exponents "
-                            "to t-intervals)",
-             "run.json": "nothing shown here (it says which sweep the dir holds: `rpbench sweep --resume` refuses the "
-                         "dir)",
-             "rounds.csv": "nothing shown here (it keeps every timed pass: `rpbench sweep --resume` refuses the dir)"}
-LEFT_OUT = {"report": _REPORTED, "export": _REPORTED,
-            "compare": {**_REPORTED, "env.json": "the check that both runs used the same torch"}}
-
-
-def warn_damage(run, command: str) -> None:
-    """One warning line per damaged side file of `run`: the file, what is wrong, what `command` left out."""
-    for damage in run.damage:
-        err_console.print(Text(f"warning: {damage.problem}; left out: {LEFT_OUT[command][damage.name]}",
-                               style="yellow"), soft_wrap=True)
 RUN_DIR_HELP = "Results dir written by `rpbench sweep` (or its results.csv)."
 
 

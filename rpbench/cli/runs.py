@@ -11,7 +11,8 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console, err_console
-from .options import HistoryOrder, MetricName, plain
+from .damage import warn_damage
+from .options import HistoryOrder, MetricName, plain, with_width
 
 LABEL_HELP = ("Name a run in tables, legends and the run column: RUN=NAME, RUN as given on the command line "
               "(repeatable). Default: the run dir's name. For several runs only.")
@@ -47,6 +48,12 @@ def _loaded(paths: Sequence[Path], labels: Sequence[str]):
     return load_runs(paths, parse_labels(labels))
 
 
+def _say_damage(loaded, command: str) -> None:
+    """Once every run is read (samples.csv included): one warning line per damaged side file of each run."""
+    for labelled in loaded:
+        warn_damage(labelled.run, command)
+
+
 def report_runs(paths: Sequence[Path], labels: Sequence[str], baseline: Optional[str], metric: str, html: bool,
                 out: Optional[Path], figures: Optional[Path], formats: tuple[str, ...]) -> None:
     """`rpbench report RUN RUN ...`: the run legend, every case across the runs, each run's fits."""
@@ -61,7 +68,8 @@ def report_runs(paths: Sequence[Path], labels: Sequence[str], baseline: Optional
         raise UsageError("--out is where --html writes the page of several runs; add --html")
     if out is not None:
         output_file(out, "--out")
-    analysed = analyse_runs(_loaded(paths, labels), baseline, metric)
+    loaded = _loaded(paths, labels)
+    analysed = analyse_runs(loaded, baseline, metric)
     console.print(runs_table([run.facets for run in analysed.runs]))
     for run in analysed.runs:
         console.print(Text(f"{run.facets.name}: {flag_summary(run.analysis.summary)}"))
@@ -79,23 +87,28 @@ def report_runs(paths: Sequence[Path], labels: Sequence[str], baseline: Optional
 
         written = write_figures(build_figures(analysed.combined), figures, formats)
         console.print(Text(f"figures: {len(written)} files in {figures}"))
+    _say_damage(loaded, "report")
 
 
 def export_runs(paths: Sequence[Path], labels: Sequence[str], fmt: str, out: Optional[Path], baseline: Optional[str],
                 metric: str, table: Optional[str], png: bool) -> None:
     """`rpbench export RUN RUN ...`: one file (a directory of figures) for several runs."""
-    from ..results.runs import parse_labels
+    from ..views.export import check_format
     from ..views.runs_export import export_runs as write, export_runs_figures
 
     if fmt == "figures":
         if table is not None:
             raise UsageError("--table is for md and latex")
-        written = export_runs_figures(paths, out, parse_labels(labels), baseline, metric, png=png)
+        loaded = _loaded(paths, labels)
+        written = export_runs_figures(loaded, out, None, baseline, metric, png=png)
         console.print(Text(f"wrote {len(written)} figure files into {written[0].parent}"))
-        return
-    if png:
-        raise UsageError("--png is for --format figures")
-    console.print(Text(f"wrote {write(paths, fmt, out, parse_labels(labels), baseline, metric, table)}"))
+    else:
+        if png:
+            raise UsageError("--png is for --format figures")
+        check_format(fmt, table)  # before reading the runs: a wrong format is the first thing to say
+        loaded = _loaded(paths, labels)
+        console.print(Text(f"wrote {write(loaded, fmt, out, None, baseline, metric, table)}"))
+    _say_damage(loaded, "export")
 
 
 def compare_many(paths: Sequence[Path], labels: Sequence[str], threshold: float, metric: str,
@@ -106,7 +119,8 @@ def compare_many(paths: Sequence[Path], labels: Sequence[str], threshold: float,
     from ..analysis.runs import analyse_runs
     from ..views.runs_terminal import matrix_table, runs_table
 
-    analysed = analyse_runs(_loaded(paths, labels), None, metric)
+    loaded = _loaded(paths, labels)
+    analysed = analyse_runs(loaded, None, metric)
     matrix = run_matrix(analysed.runs, analysed.metric, threshold)
     first = analysed.runs[0]
     differences = {run.facets.name: run_differences(first.rows, first.analysis.env, run.rows, run.analysis.env)
@@ -126,6 +140,7 @@ def compare_many(paths: Sequence[Path], labels: Sequence[str], threshold: float,
         console.print(matrix_table(matrix, verdicts=True))
         for line in matrix.summary_lines():
             console.print(line, highlight=False, markup=False)
+    _say_damage(loaded, "compare")
     if not fail_on_regression:
         return
     differing = [f"{name}: " + "; ".join(found) for name, found in differences.items() if found]
@@ -137,6 +152,7 @@ def compare_many(paths: Sequence[Path], labels: Sequence[str], threshold: float,
 
 
 @command("history")
+@with_width
 def history_command(
     run_dir: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN_DIR"),
     by: HistoryOrder = typer.Option("time", "--by", help="time (the run's date, env.json collected_at) or commit "
@@ -164,7 +180,8 @@ def history_command(
         raise UsageError("--commit-of is for --by commit")
     if html is not None:
         output_file(html, "--html")
-    found = history(_loaded(several(run_dir), labels), get_metric(plain(metric)), threshold, plain(by), commit_of)
+    loaded = _loaded(several(run_dir), labels)
+    found = history(loaded, get_metric(plain(metric)), threshold, plain(by), commit_of)
     console.print(runs_table(found.runs, title=f"Runs in order of {found.by}"))
     for table in history_tables(found):
         console.print(table)
@@ -174,6 +191,7 @@ def history_command(
         from ..views.runs_html import render_history_html
 
         console.print(Text(f"history: {write_file(html, render_history_html(found))}"))
+    _say_damage(loaded, "history")
     last = len(found.runs) - 1
     changes = found.changes()
     if fail_on_regression and ((changes["position"] == last) & (changes["verdict"] == "regression")).any():

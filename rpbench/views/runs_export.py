@@ -58,20 +58,27 @@ def readable(runs: RunsAnalysis, fmt: str, table: str | None = None) -> str:
     return to_html_document(cases, title)
 
 
-def export_runs(given: Sequence[str | Path], fmt: str, out: str | Path | None, labels: Mapping[str, str] | None = None,
+def _runs(given: Sequence[str | Path] | Sequence[LabelledRun], labels: Mapping[str, str] | None) -> list[LabelledRun]:
+    """The runs `given` names (paths, globs), or the runs given already read."""
+    if given and all(isinstance(one, LabelledRun) for one in given):
+        return list(given)
+    return load_runs(given, labels)
+
+
+def export_runs(given: Sequence[str | Path] | Sequence[LabelledRun], fmt: str, out: str | Path | None, labels: Mapping[str, str] | None = None,
                 baseline: str | None = None, metric: str = "latency", table: str | None = None) -> Path:
     """Write several runs in `fmt` to the file `out` (required: several runs have no dir of their own)."""
     check_format(fmt, table)
     if out is None:
         raise ExportError("several runs need --out FILE: they have no run dir of their own to write into")
     path = output_file(out, "--out")
-    runs = load_runs(given, labels)
+    runs = _runs(given, labels)
     analysed = analyse_runs(runs, baseline, metric)  # bad input (a missing baseline) fails in any format
     content = columnar(runs, fmt) if fmt in COLUMNAR else readable(analysed, fmt, table)
     return store.write_file(path, content)
 
 
-def export_runs_figures(given: Sequence[str | Path], out: str | Path | None, labels: Mapping[str, str] | None = None,
+def export_runs_figures(given: Sequence[str | Path] | Sequence[LabelledRun], out: str | Path | None, labels: Mapping[str, str] | None = None,
                         baseline: str | None = None, metric: str = "latency", png: bool = False,
                         flag: str = "--out") -> list[Path]:
     """`export RUN RUN ... --format figures`: the figures of several runs into the directory `out` (required)."""
@@ -82,7 +89,7 @@ def export_runs_figures(given: Sequence[str | Path], out: str | Path | None, lab
     check_formats(formats)
     if out is None:
         raise ExportError("several runs need --out DIR for their figures: they have no run dir of their own")
-    figures = build_figures(analyse_runs(load_runs(given, labels), baseline, metric).combined)
+    figures = build_figures(analyse_runs(_runs(given, labels), baseline, metric).combined)
     if not figures:
         raise ExportError("no successful case to draw in these runs")
     return write_figures(figures, out, formats, flag)

@@ -61,3 +61,27 @@ def test_compare_names_the_damaged_file_of_either_run(clean, tmp_path):
 def test_a_clean_run_dir_warns_of_nothing(clean):
     result = invoke("report", str(clean))
     assert result.exit_code == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize("name", ["env.json", "samples.csv"])
+def test_commands_on_several_runs_name_the_damaged_file_of_each(tmp_path, name):
+    """report, export, compare and history of several runs: the damaged file of the one run is named, once."""
+    from fake_runs import DEFAULT_ENV
+
+    def rows(day: int) -> list[dict]:  # rows that say when they were measured: a run without env.json is placed
+        return [{**row, "started_at": f"2026-12-0{day}T10:00:00+00:00"} for row in scaling_rows()]
+
+    first = write_run(tmp_path / "first", rows(1), {**DEFAULT_ENV, "collected_at": "2026-12-01T10:00:00+00:00"})
+    other = write_run(tmp_path / "other", rows(2), {**DEFAULT_ENV, "collected_at": "2026-12-02T10:00:00+00:00"})
+    run = damaged(first, tmp_path, name)
+    commands = [("report", str(other), str(run)),
+                ("export", str(other), str(run), "--format", "csv", "--out", str(tmp_path / "all.csv")),
+                ("compare", str(first), str(other), str(run))]
+    if name == "env.json":  # history reads no samples (it judges by the p20–p80 rule of compare)
+        commands.append(("history", str(other), str(run)))
+    for args in commands:
+        result = invoke(*args)
+        assert result.exit_code == 0, (args, result.output)
+        warnings = [line for line in result.stderr.strip().splitlines() if line.startswith("warning: ")]
+        assert len(warnings) == 1 and warnings[0].startswith(f"warning: {run / name}: "), (args, warnings)
+        assert DAMAGE[name][1].split("; left out")[0] in warnings[0] and "left out: " in warnings[0]

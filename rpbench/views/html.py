@@ -73,6 +73,10 @@ def _env_html(env: Mapping[str, Any], frame: pd.DataFrame, run_dir: Path) -> str
         if key == "git_commit" and env.get("git_dirty"):
             text += " (uncommitted changes)"
         items.append((label, text))
+    if env.get("assume_quiet"):
+        from .terminal import ASSUME_QUIET_NOTE
+
+        items.append(("note", ASSUME_QUIET_NOTE))
     statuses = frame["status"].fillna("?").value_counts()
     items.append(("cases", f"{len(frame)}: " + ", ".join(f"{count} {status}" for status, count in statuses.items())))
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)

@@ -124,11 +124,22 @@ def terminal_report(run: RunAnalysis, width: int = 100, cases: bool = False) -> 
     """What `rpbench report` prints for an analysed run, fitted to `width` columns; `cases`: the case table and
     every fitted quantity too."""
     return TerminalReport(
+        header=run_notes(run.env),
         grids=grids_view(run, width),
         scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric, width, full=cases),
         cases=cases_table(run.summary, run.baseline, run.metric, width) if cases else [],
         flags=flag_lines(run.summary),
     )
+
+
+# Set by rpbench's own tests (machine.interference.ASSUME_QUIET_ENV): other processes' load was never read.
+ASSUME_QUIET_NOTE = ("measured with RPBENCH_ASSUME_QUIET set (rpbench's test setting): other processes' load was "
+                     "not read, so no row of this run could be flagged disturbed")
+
+
+def run_notes(env: Mapping[str, Any]) -> list[RenderableType]:
+    """Run-wide lines above the grids, from env.json."""
+    return [Text(f"note: {ASSUME_QUIET_NOTE}", style="yellow")] if env.get("assume_quiet") else []
 
 
 def row_table(row: Mapping[str, Any]) -> Table:

@@ -68,6 +68,17 @@ def test_report_command_shows_the_key_numbers(run_dir):
     assert "1.00 [1.00, 1.00] n=4 R²=1.000" in cases  # the full scaling table: R² and the interval method
 
 
+def test_a_run_measured_with_the_test_seam_says_so_above_the_grids(tmp_path):
+    """RPBENCH_ASSUME_QUIET (rpbench's own tests) hides other processes' load: a run measured with it says so."""
+    quiet = write_run(tmp_path / "quiet", scaling_rows(), env=dict(DEFAULT_ENV, assume_quiet=True))
+    out = invoke("report", str(quiet)).output
+    assert out.index("RPBENCH_ASSUME_QUIET") < out.index("Median latency per call")
+    assert "no row of this run could be flagged disturbed" in out.replace("\n", " ")
+    assert "RPBENCH_ASSUME_QUIET" not in invoke("report", str(write_run(tmp_path / "plain", scaling_rows()))).output
+    assert invoke("report", str(quiet), "--html").exit_code == 0
+    assert "no row of this run could be flagged disturbed" in (quiet / "report.html").read_text()
+
+
 @pytest.mark.parametrize("metric,expected", [("memory", "less memory from N ≈ 500"), ("throughput", "higher throughput from")])
 def test_report_other_metrics(run_dir, metric, expected):
     result = invoke("report", str(run_dir), "--metric", metric)

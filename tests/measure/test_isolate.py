@@ -143,9 +143,14 @@ def test_kill_9_of_the_orchestrator_with_workers_then_resume_loses_nothing(tmp_p
             time.sleep(0.05)
         else:
             pytest.fail("the sweep did not journal passes in time")
+        assert workers_started_by(proc.pid)  # the persistent workers, in sessions of their own
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    deadline = time.monotonic() + 20
+    while workers_started_by(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers_started_by(proc.pid) == []  # each saw its sweep gone and ended: no orphan keeps a CPU busy
     results = out / "results.csv"
     before = len(results.read_text().splitlines()) - 1 if results.exists() else 0
     assert before < 8  # killed mid-run
@@ -153,3 +158,21 @@ def test_kill_9_of_the_orchestrator_with_workers_then_resume_loses_nothing(tmp_p
     assert result.exit_code == 0, result.output
     frame = assert_complete(out, 8)
     assert (frame["status"] == "ok").all()
+
+
+def workers_started_by(pid: int) -> list[int]:
+    """The live worker processes a sweep with this pid started (each has RPBENCH_PARENT=<pid>:... in its
+    environment)."""
+    from pathlib import Path
+
+    from rpbench.machine.interference import PARENT_ENV
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = (entry / "environ").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if any(item.startswith(f"{PARENT_ENV}={pid}:".encode()) for item in environ.split(b"\0")):
+            found.append(int(entry.name))
+    return found

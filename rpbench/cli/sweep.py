@@ -57,10 +57,12 @@ def sweep(
                                        "passes; the CPU threads are split between workers. Implies --isolate; every "
                                        "case must run on cuda."),
     launcher: Launcher = typer.Option("none", "--launcher", help="none: measure here. slurm: submit the cases as a "
-                                      "SLURM job array through submitit (one GPU per task) and return at once; follow "
-                                      "with `rpbench status RUN_DIR`, merge with `rpbench collect RUN_DIR`. local: the "
-                                      "same array as processes on this machine (submitit's local executor). The "
-                                      "suite's \\[launcher] table gives defaults for the options below."),
+                                      "SLURM job array through submitit and return at once: tasks of cuda cases ask "
+                                      "for a GPU each, tasks of CPU cases for none (device auto means cuda on the "
+                                      "nodes); follow with `rpbench status RUN_DIR`, merge with `rpbench collect "
+                                      "RUN_DIR`. local: the same array as processes on this machine (submitit's local "
+                                      "executor). The suite's \\[launcher] table gives defaults for the options "
+                                      "below."),
     partition: Optional[str] = typer.Option(None, "--partition", help="With --launcher slurm: the partition."),
     account: Optional[str] = typer.Option(None, "--account", help="With --launcher slurm: the account charged."),
     time_min: Optional[int] = typer.Option(None, "--time", help="With --launcher: each task's time limit, minutes "
@@ -77,7 +79,6 @@ def sweep(
     from ..results import resume as resume_rules
     from ..results import store
     from ..suites import filter_cases, find_suite, load_suite
-    from ..suites.fields import cases_for_elsewhere
 
     device, launcher = plain(device), plain(launcher)
     from . import cluster
@@ -110,10 +111,17 @@ def sweep(
         source = suite or str(kept)
     else:
         source = suite or "quick"
-    loaded = None if launcher != "none" else load_suite(find_suite(source), device_override=resolve_device_flag(device))
-    if launcher != "none":
-        with cases_for_elsewhere():  # the cases run on the cluster's nodes, not here
-            loaded = load_suite(find_suite(source), device_override=cluster.launch_device(device, launcher))
+    placement = None
+    if launcher == "none":
+        if isolate:  # the workers import torch while this process loads the suite
+            from ..measure.isolated import prestart, slot_envs
+
+            prestart(slot_envs(workers, slots))
+        loaded = load_suite(find_suite(source), device_override=resolve_device_flag(device))
+    else:  # the cases run on the nodes: each on the device the suite (or --device) gives it, auto meaning theirs
+        from ..measure.launch import load_for_launch
+
+        loaded, placement = load_for_launch(find_suite(source), device, launcher)
     if timer is not None:
         if plain(timer) not in TIMERS:
             raise UsageError(f"--timer {timer!r} is not one of {', '.join(TIMERS)}")
@@ -135,7 +143,7 @@ def sweep(
                              "and --resume (resume a launched run with `rpbench sweep --resume RUN_DIR`)")
         recorded += [f"--launcher={launcher}"]
         cluster.launch_sweep(loaded, cases, run_dir, recorded, filter_, launcher, launch_flags, profile,
-                             case_timeout if isolate else None)
+                             case_timeout if isolate else None, placement)
         return
     from ..measure.runner import device_names
 

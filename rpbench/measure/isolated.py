@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from ..core.case import Case, Timing
 from ..core.errors import UsageError
 from ..core.measurement import Measurement, Round
+from ..machine import interference
 from .process import WorkerProcess, kill_all
 
 DEFAULT_TIMEOUT_S = 900.0
 GPU_ENV = "CUDA_VISIBLE_DEVICES"
 
-__all__ = ["DEFAULT_TIMEOUT_S", "GPU_ENV", "Job", "Slots", "WorkerDied", "gpu_slots", "kill_all", "run_again",
-           "run_first"]
+__all__ = ["DEFAULT_TIMEOUT_S", "GPU_ENV", "Job", "Slots", "WorkerDied", "gpu_slots", "kill_all", "prestart",
+           "run_again", "run_first", "slot_envs"]
 
 
 class WorkerDied(RuntimeError):
@@ -50,6 +51,8 @@ class Job:
     like: Measurement | None = None
     retry: bool = False
     env: tuple[tuple[str, str], ...] = ()  # a one-off worker's environment (CUDA_VISIBLE_DEVICES of its GPU)
+    parent: str = field(default_factory=lambda: interference.parent_env()[interference.PARENT_ENV])  # see there:
+    # this sweep's pid and whether it holds a CUDA context now (it may create one after its workers started)
 
 
 def _on(env: Mapping[str, str]) -> str:
@@ -110,6 +113,33 @@ def run_again(case: Case, timing: Timing, like: Measurement, retry: bool = False
                         timeout_s))
 
 
+def slot_envs(workers: int = 1, gpus: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """What each slot's worker adds to its environment: one per GPU of `gpus` (its CUDA_VISIBLE_DEVICES), or
+    nothing for each of `workers`."""
+    return [{GPU_ENV: gpu} for gpu in gpus] if gpus else [{} for _ in range(workers)]
+
+
+_PRESTARTED: list[WorkerProcess] = []
+
+
+def prestart(envs: Sequence[Mapping[str, str]]) -> None:
+    """Start the workers of these slots now, so each imports torch while this process loads the suite; the next
+    Slots with the same environments takes them. One never taken exits by itself (worker.FIRST_JOB_WAIT_S)."""
+    for env in envs:
+        worker = WorkerProcess(env, _on(env))
+        worker.start()
+        _PRESTARTED.append(worker)
+
+
+def _worker(env: Mapping[str, str]) -> WorkerProcess:
+    """A prestarted worker with this environment, else a new one (started on its first job)."""
+    for worker in _PRESTARTED:
+        if worker.env == dict(env):
+            _PRESTARTED.remove(worker)
+            return worker
+    return WorkerProcess(env, _on(env))
+
+
 class Slots:
     """One persistent worker per slot (`envs`: what each adds to its environment, e.g. its CUDA_VISIBLE_DEVICES),
     each pass killed after `timeout_s`, each worker with `threads` torch threads. `first` and `later` are the pass
@@ -118,7 +148,7 @@ class Slots:
 
     def __init__(self, envs: Sequence[Mapping[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S,
                  threads: int | None = None):
-        self.workers = [WorkerProcess(env, _on(env)) for env in envs]
+        self.workers = [_worker(env) for env in envs]
         self.timeout_s, self.threads = timeout_s, _threads(threads)
 
     def first(self, case: Case, timing: Timing, suite: str, slot: int = 0) -> Measurement:

@@ -8,10 +8,12 @@ worker. What ends a worker:
 
 - it answers with a reason to retire (see `worker.fresh_process_reason`): it exits, and the next job starts a
   fresh one;
-- no answer within the timeout (startup and each job count separately): its whole process group is killed;
+- no answer within the timeout (each job's counts from the moment it is sent; starting, which is not the case's
+  time, gets at least START_TIMEOUT_S): its whole process group is killed;
 - it dies (a segfault, a kill, an abort, an exception outside the runner): the pipe closes, and the job's answer
   is why, with its signal or exit code and the last line it wrote to stderr;
-- the sweep closes it (end of the sweep), or the sweep process dies: the worker sees its parent gone and exits.
+- the sweep closes it (end of the sweep), or the sweep process dies: the worker sees its parent gone and exits;
+- it was started ahead (`isolated.prestart`) and no job came for it (`worker.FIRST_JOB_WAIT_S`): it exits.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any, Mapping
 
 STDERR_TAIL = 200  # characters of a dead worker's stderr kept in its note
 CLOSE_WAIT_S = 5.0  # how long a closed worker may take to exit before it is killed
+START_TIMEOUT_S = 120.0  # at least this long to start (import torch, create a CUDA context) on a loaded machine
 READY, TOOK = "ready", "took"  # what a worker says once started, and once it has a job
 
 _LIVE: set["WorkerProcess"] = set()  # workers running now, for kill_all
@@ -63,23 +66,19 @@ class WorkerProcess:
         self._ready = False
         self._timeout_s = 0.0
 
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def run(self, job: Any, timeout_s: float, extra_env: Mapping[str, str] | None = None) -> tuple[Any, str | None]:
+    def run(self, job: Any, timeout_s: float) -> tuple[Any, str | None]:
         """(the worker's answer, None), or (None, why there is none: `timeout: ...` or `crashed: ...`). The
-        timeout counts from the moment the job is sent (a fresh worker imports torch first, under its own timeout
-        of the same length). A worker that dies before it took the job (killed while idle) is not the job's
-        doing: the job goes once more to a fresh one."""
+        timeout counts from the moment the job is sent (a fresh worker imports torch first, with at least
+        START_TIMEOUT_S for it: its start is not the case's time). A worker that dies before it took the job
+        (killed while idle) is not the job's doing: the job goes once more to a fresh one."""
         self._timeout_s = timeout_s
         for attempt in range(2):
             if self._process is not None and self._process.poll() is not None:
                 self.kill()  # it died while idle
             if self._process is None:
-                self._start(extra_env or {})
+                self.start()
             if not self._ready:
-                _, why = self._answer(time.monotonic() + timeout_s, READY)
+                _, why = self._answer(time.monotonic() + max(timeout_s, START_TIMEOUT_S), READY)
                 if why is not None:
                     return None, why
                 self._ready = True
@@ -102,7 +101,8 @@ class WorkerProcess:
             self.close()
         return result, None
 
-    def _start(self, extra_env: Mapping[str, str]) -> None:
+    def start(self) -> None:
+        """Start the process now (it imports torch while this one goes on); `run` starts it when it is not."""
         from ..machine import interference
 
         jobs_read, jobs_write = os.pipe()
@@ -110,7 +110,7 @@ class WorkerProcess:
         path = tempfile.mkstemp(prefix="rpbench-worker-", suffix=".stderr")[1]
         self._stderr = os.open(path, os.O_RDWR | os.O_APPEND)
         os.unlink(path)
-        env = {**os.environ, **self.env, **extra_env, **interference.parent_env()}
+        env = {**os.environ, **self.env, **interference.parent_env()}
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "rpbench.measure.worker", str(jobs_read), str(results_write)],
@@ -132,8 +132,9 @@ class WorkerProcess:
         try:
             if not self._results.poll(max(0.0, deadline - time.monotonic())):
                 self.kill()
-                what = "the worker did not start" if expected == READY else "no result"
-                return None, f"timeout: {what} within {self._timeout_s:g} s{self.where}; the worker was killed"
+                what = (f"the worker did not start within {max(self._timeout_s, START_TIMEOUT_S):g} s"
+                        if expected == READY else f"no result within {self._timeout_s:g} s")
+                return None, f"timeout: {what}{self.where}; the worker was killed"
             answer = self._results.recv()
         except (EOFError, OSError):
             return None, self._died()

@@ -67,7 +67,7 @@ def passes(isolate_timeout_s: float | None, workers: int, gpus: list[str] | None
     if isolate_timeout_s is None:
         yield {}
         return
-    envs = [{isolated.GPU_ENV: gpu} for gpu in gpus] if gpus else [{} for _ in range(workers)]
+    envs = isolated.slot_envs(workers, gpus)
     with isolated.Slots(envs, isolate_timeout_s, max(1, torch.get_num_threads() // len(envs))) as slots:
         yield {"first_pass": slots.first, "later_pass": slots.later, "workers": len(envs), "cancel": slots.kill}
 

@@ -61,7 +61,7 @@ def test_a_segfault_and_a_hang_are_rows_and_the_sweep_goes_on(tmp_path):
     assert result.exit_code == 0, result.output
     assert time.perf_counter() - began < 90  # the hang cost its timeout, not 120 s
     frame = rpbench.load(tmp_path / "run").set_index("attention")
-    assert frame.loc["dense", "status"] == "ok"
+    assert frame.loc["dense", "status"] == "ok", frame.loc["dense", "notes"]
     assert frame.loc[crash, "status"] == "crashed" and "SIGSEGV" in frame.loc[crash, "notes"]
     assert frame.loc[hang, "status"] == "timeout" and "no result within 5 s" in frame.loc[hang, "notes"]
     again = invoke("sweep", "--resume", str(tmp_path / "run"), "--no-report", "--isolate", "--case-timeout", "5")

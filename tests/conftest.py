@@ -41,3 +41,17 @@ def old_run(tmp_path, as_measured_on) -> Path:
     shutil.copytree(OLD_RUN, run)
     as_measured_on(measured_on(run))
     return run
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM on this machine (tests/slurm_cluster.py), one for the whole session; the test skips
+    with the reason where none can start (not root, slurm-wlm or munge not installed)."""
+    import slurm_cluster
+
+    try:
+        cluster = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    except slurm_cluster.Unavailable as err:
+        pytest.skip(f"no test SLURM here: {err}")
+    yield cluster
+    cluster.stop()

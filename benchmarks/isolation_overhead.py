@@ -23,28 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-TINY = """
-name = "overhead"
-description = "isolation overhead probe: 4 tiny cases, 3 rounds, no retries"
-[axes]
-tokens = [16, 64]
-m = [4]
-batch = [1]
-dim = [32]
-heads = [4]
-dtype = ["float32"]
-mode = ["fwd"]
-device = "cpu"
-[measure]
-warmup_ms = 1
-repeat = 5
-rounds = 3
-retries = 0
-[[attention]]
-name = "dense"
-[[attention]]
-name = "linear"
-"""
+TINY = {  # 4 tiny cases, 3 rounds, no retries: every sweep takes the same 12 passes
+    "name": "overhead", "description": "isolation overhead probe",
+    "axes": {"tokens": [16, 64], "dim": [32], "heads": [4], "device": "cpu"},
+    "measure": {"warmup_ms": 1, "repeat": 5, "rounds": 3, "retries": 0},
+    "attention": [{"name": "dense"}, {"name": "linear"}],
+}
 
 
 def time_passes(n: int, pairs: int) -> None:
@@ -123,9 +107,11 @@ def main() -> None:
         time_passes(args.n, args.pairs)
         return
     if args.what == "sweep":
+        from rpbench.api import to_toml
+
         with tempfile.TemporaryDirectory(prefix="rpbench-overhead-suite-") as scratch:
             suite = Path(scratch) / "overhead.toml"
-            suite.write_text(TINY)
+            suite.write_text(to_toml(TINY))
             compare_sweeps(str(suite), [], ["--isolate"], args.pairs, per_pass=True)
         return
     compare_sweeps(args.suite, [], ["--workers", "2"], args.pairs, per_pass=False)

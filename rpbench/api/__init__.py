@@ -51,7 +51,7 @@ def sweep(suite: SuiteSource | None = None, out: str | Path | None = None, *, de
     device: "auto", "cuda" or "cpu" for every case (default: the suite's own).
     filter: only the cases matching these terms (the syntax of `rpbench sweep --filter`).
     profile: also write a profiler trace per timed case (after all cases are timed).
-    isolate: every pass in a fresh process, killed after case_timeout_s (`rpbench sweep --isolate`).
+    isolate: every pass in a persistent worker process, killed after case_timeout_s (`rpbench sweep --isolate`).
     workers: that many isolated passes at a time (implies isolate; `rpbench sweep --workers`).
     gpus: one isolated worker per GPU, "all" or a list of torch's GPU numbers (`rpbench sweep --gpus`).
     launcher: "slurm" submits the cases as job arrays (`rpbench sweep --launcher slurm`: tasks of cuda cases ask

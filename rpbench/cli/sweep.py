@@ -42,15 +42,16 @@ def sweep(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
     timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's \\[measure] "
                                               "timer."),
-    isolate: bool = typer.Option(False, "--isolate", help="Run every pass of every case in a fresh Python process: "
-                                 "a crash, a hang or a lost CUDA context becomes that case's status (crashed, "
-                                 "timeout, error) and the sweep goes on."),
+    isolate: bool = typer.Option(False, "--isolate", help="Run every pass of every case out of this process, in a "
+                                 "persistent worker process (replaced after a compiled or failed case, or one that "
+                                 "changed a torch setting): a crash, a hang or a lost CUDA context becomes that "
+                                 "case's status (crashed, timeout, error) and the sweep goes on."),
     case_timeout: float = typer.Option(900.0, "--case-timeout", help="With --isolate: seconds one pass may take "
                                        "before its process is killed and the case is a timeout (1 to 86400)."),
-    workers: int = typer.Option(1, "--workers", help="Run this many isolated passes at a time (implies --isolate; "
-                                "1 to 64), the suite's CPU threads split between them; this process stays the only "
-                                "writer of the run dir. Passes side by side on one CPU disturb each other: their rows "
-                                "say so."),
+    workers: int = typer.Option(1, "--workers", help="Run this many isolated passes at a time on as many persistent "
+                                "workers (implies --isolate; 1 to 64), the suite's CPU threads split between them; "
+                                "this process stays the only writer of the run dir. Passes side by side on one CPU "
+                                "disturb each other: their rows say so."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="Run one isolated worker per GPU: `all` or torch's "
                                        "numbers, comma-separated (`0,1,3`). Each worker sees only its GPU "
                                        "(CUDA_VISIBLE_DEVICES), takes one case at a time and keeps it for all its "
@@ -139,8 +140,8 @@ def sweep(
     recorded += [f"--timer={plain(timer)}"] * bool(timer)
     if launcher != "none":
         if gpus is not None or workers != 1 or resume is not None:
-            raise UsageError("--launcher runs one case per task on the cluster's GPUs: leave out --gpus, --workers "
-                             "and --resume (resume a launched run with `rpbench sweep --resume RUN_DIR`)")
+            raise UsageError("--launcher runs the cases as array tasks on the cluster's nodes: leave out --gpus, "
+                             "--workers and --resume (resume a launched run with `rpbench sweep --resume RUN_DIR`)")
         recorded += [f"--launcher={launcher}"]
         cluster.launch_sweep(loaded, cases, run_dir, recorded, filter_, launcher, launch_flags, profile,
                              case_timeout if isolate else None, placement)

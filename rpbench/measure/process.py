@@ -12,7 +12,8 @@ worker. What ends a worker:
   time, gets at least START_TIMEOUT_S): its whole process group is killed;
 - it dies (a segfault, a kill, an abort, an exception outside the runner): the pipe closes, and the job's answer
   is why, with its signal or exit code and the last line it wrote to stderr;
-- the sweep closes it (end of the sweep), or the sweep process dies: the worker sees its parent gone and exits;
+- the sweep is done with it (killed: it holds nothing), or the sweep process dies: the worker sees its parent
+  gone and ends its process group;
 - it was started ahead (`isolated.prestart`) and no job came for it (`worker.FIRST_JOB_WAIT_S`): it exits.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Mapping
 
 STDERR_TAIL = 200  # characters of a dead worker's stderr kept in its note
-CLOSE_WAIT_S = 5.0  # how long a closed worker may take to exit before it is killed
+CLOSE_WAIT_S = 5.0  # how long a worker whose result pipe closed may take to exit before it is killed
 START_TIMEOUT_S = 120.0  # at least this long to start (import torch, create a CUDA context) on a loaded machine
 READY, TOOK = "ready", "took"  # what a worker says once started, and once it has a job
 
@@ -65,6 +66,7 @@ class WorkerProcess:
         self._stderr: int | None = None
         self._ready = False
         self._timeout_s = 0.0
+        self._lock = threading.RLock()
 
     def run(self, job: Any, timeout_s: float) -> tuple[Any, str | None]:
         """(the worker's answer, None), or (None, why there is none: `timeout: ...` or `crashed: ...`). The
@@ -97,7 +99,7 @@ class WorkerProcess:
         if why is not None:
             return None, why
         result, retire = answer
-        if retire:  # it exits by itself; reap it, the next job starts a fresh one
+        if retire:  # the next job starts a fresh one
             self.close()
         return result, None
 
@@ -161,32 +163,27 @@ class WorkerProcess:
         try:
             size = os.fstat(self._stderr).st_size
             return os.pread(self._stderr, 8 * STDERR_TAIL, max(0, size - 8 * STDERR_TAIL)).decode(errors="replace")
-        except OSError:
+        except (OSError, TypeError):  # gone: killed meanwhile from another thread
             return ""
 
     def kill(self) -> None:
-        """Kill the worker and everything it started, now (its process group)."""
-        process = self._process
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait()
-        self._forget()
+        """Kill the worker and everything it started, now (its process group). Safe from any thread: a sweep that
+        stops kills the workers its slots are waiting on."""
+        with self._lock:
+            process = self._process
+            if process is None:
+                return
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+            self._forget()
 
     def close(self) -> None:
-        """End the worker: no more jobs (it exits when its job pipe closes), killed if it does not exit in time."""
-        process = self._process
-        if process is None:
-            return
-        self._jobs.close()
-        try:
-            process.wait(timeout=CLOSE_WAIT_S)
-        except subprocess.TimeoutExpired:
-            pass
-        self.kill()  # its process group too: anything it started (a compile pool) goes with it
+        """End the worker. It holds nothing (every answer is in), so it is killed with what it started (a compile
+        pool) rather than waited for."""
+        self.kill()
 
     def _forget(self) -> None:
         with _LIVE_LOCK:

@@ -2,7 +2,6 @@
 the sweep goes on."""
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pandas as pd
@@ -13,27 +12,7 @@ from rpbench.measure import isolated
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
 
-from cli_helpers import invoke, tiny_suite
-
-PLANTED = '''
-    import os, signal, time
-    from torch import nn
-
-    class Planted(nn.Module):
-        def __init__(self, dim, num_heads, grid):
-            super().__init__()
-            self.fc = nn.Linear(dim, dim)
-        def forward(self, x):
-            {action}
-            return self.fc(x)
-'''
-
-
-def planted(tmp_path, name: str, action: str) -> str:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(PLANTED.format(action=action)))
-    return f"{path}:Planted"
-
+from cli_helpers import invoke, planted, tiny_suite
 
 def test_isolated_sweep_measures_the_same_cases_as_one_process(tmp_path):
     suite = tiny_suite(tmp_path, names=("dense", "rpattention"), tokens="16, 64")

@@ -314,3 +314,28 @@ def test_status_and_collect_name_the_dir_as_given():
         result = invoke(command, "/no/such/run")
         assert result.exit_code == 2 and result.output.strip() == "error: /no/such/run: not a results dir of " \
                                                                    "rpbench (no suite.toml inside)"
+
+
+def test_a_task_of_cuda_cases_on_a_node_without_a_gpu_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    from rpbench.core.errors import ExecutionError
+    from rpbench.measure.task import Task
+
+    fake_slurm(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    suite = tiny_suite(tmp_path, names=("dense",), tokens="16")
+    assert invoke("sweep", str(suite), "--launcher", "slurm", "--device", "cuda", "--out", str(out)).exit_code == 0
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a node that got no GPU
+    with pytest.raises(ExecutionError, match="task 0: its cases run on cuda, but torch sees no GPU on"):
+        Task()(str(out), 0)
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("rpbench task 0: ExecutionError: task 0: its cases run on cuda")
+    stderr = out / launched.read_launch(out)["jobs"][0]["stderr"]  # as SLURM would have kept it
+    stderr.parent.mkdir(parents=True, exist_ok=True)
+    stderr.write_text(f"submitit ERROR - Submitted job triggered an exception\n{said}\n"
+                      "srun: error: node7: task 0: Exited with exit code 1\n")
+    assert launched.task_states(out)[0].detail == said  # why it stopped, not srun's last word
+    stderr.write_text("slurmstepd: error: *** JOB 4242 ON node7 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT "
+                      "***\nsrun: error: node7: task 0: Exited with exit code 1\n")
+    assert "DUE TO TIME LIMIT" in launched.task_states(out)[0].detail  # SLURM's own word first

@@ -7,7 +7,6 @@ cluster without GPUs cannot show (GPU lines, nodes it does not have) stays with 
 from __future__ import annotations
 
 import re
-import textwrap
 import threading
 
 import pytest
@@ -16,35 +15,18 @@ import rpbench
 from rpbench.measure.launch import queue_states
 from rpbench.results import launched
 
-from cli_helpers import invoke, tiny_suite
+from cli_helpers import invoke, planted, tiny_suite
 from launch_helpers import assert_whole, wait_for_tasks
 
 pytest.importorskip("submitit")
 pytestmark = pytest.mark.slow
 
-HANGS = '''
-    import os, time
-    from torch import nn
-
-    class Hangs(nn.Module):
-        """Hangs in its forward while {condition}; says so in {entered}."""
-        def __init__(self, dim, num_heads, grid):
-            super().__init__()
-            self.fc = nn.Linear(dim, dim)
-
-        def forward(self, x):
-            while {condition}:
-                open({entered!r}, "a").close()
-                time.sleep(0.05)
-            return self.fc(x)
-'''
-
-
-def hanging(tmp_path, name: str, condition: str) -> tuple[str, object]:
-    """A planted mechanism that hangs while `condition` holds; and the file that exists once it hangs."""
+def hanging(tmp_path, name: str, condition: str):
+    """A planted mechanism that hangs in its forward while `condition` holds; and the file that exists once it
+    hangs."""
     entered = tmp_path / f"{name}-entered"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(HANGS.format(condition=condition, entered=str(entered))))
-    return f"{tmp_path / name}.py:Hangs", entered
+    action = f"while {condition}: open({str(entered)!r}, 'a').close(); time.sleep(0.05)"
+    return planted(tmp_path, name, action), entered
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +79,7 @@ def test_a_cpu_suite_runs_as_an_array_and_a_cancelled_task_is_submitted_again(on
     assert "2 cases in 2 task(s) submitted (slurm, job" in result.output  # sbatch took it: no GPU asked for
     assert "no GPU: the cases run on the CPU" in result.output
     assert "gpus" not in next((out / "slurm").glob("*submission.sh")).read_text()
-    slow_id = next(c.case_id for c in rpbench.suites.load_suite(suite).cases if c.attention.endswith(":Hangs"))
+    slow_id = next(c.case_id for c in rpbench.suites.load_suite(suite).cases if c.attention == slow)
     index = next(i for i, ids in enumerate(launched.read_launch(out)["tasks"]) if slow_id in ids)
     wait_for_tasks(out, ready=lambda states: entered.exists() and states[1 - index].state == "done")
     status = invoke("status", str(out))

@@ -97,6 +97,12 @@ class Cluster:
         return "\n".join(parts)
 
     def stop(self) -> None:
+        """Cancel every job still there (a failed test may leave one hanging), then stop the daemons."""
+        if self.processes and all(process.poll() is None for process in self.processes):
+            self.run("scancel", "--partition", self.partition, check=False)
+            deadline = time.monotonic() + 15
+            while self.run("squeue", "--noheader", check=False).strip() and time.monotonic() < deadline:
+                time.sleep(0.2)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -109,6 +115,11 @@ class Cluster:
         self.processes.clear()
 
 
+def _which(name: str) -> str | None:
+    """A daemon or client of the packages (the daemons live in /usr/sbin, often not on a user's PATH)."""
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -119,8 +130,7 @@ def start(root: Path) -> Cluster:
     """Start munged, slurmctld and slurmd under `root`; Unavailable (with why) when they cannot run here."""
     if os.name != "posix" or os.geteuid() != 0:
         raise Unavailable("a test SLURM needs root (slurmd starts jobs as their user); run the tests as root")
-    missing = [name for name in DAEMONS + CLIENTS if shutil.which(name, path=f"{os.environ.get('PATH', '')}:"
-                                                                            f"/usr/sbin:/sbin") is None]
+    missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
     if missing:
         raise Unavailable(f"{', '.join(missing)} not installed (apt-get install slurm-wlm munge; .ci/run does)")
     root = Path(root)
@@ -135,14 +145,13 @@ def start(root: Path) -> Cluster:
     config.write_text(CONFIG.format(host=host, ctld_port=_free_port(), slurmd_port=_free_port(), root=root,
                                     node=NODE, partition=PARTITION))
     cluster = Cluster(root, config)
-    sbin = lambda name: shutil.which(name, path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))  # noqa: E731
     env = {**os.environ, **cluster.env()}
     commands = [
-        [sbin("munged"), "--foreground", "--force", f"--socket={root}/munge/munge.socket", f"--key-file={key}",
+        [_which("munged"), "--foreground", "--force", f"--socket={root}/munge/munge.socket", f"--key-file={key}",
          f"--pid-file={root}/munge/munged.pid", f"--log-file={root}/munge/munged.log",
          f"--seed-file={root}/munge/munged.seed"],
-        [sbin("slurmctld"), "-D", "-i", "-f", str(config)],
-        [sbin("slurmd"), "-D", "-N", NODE, "-f", str(config)],
+        [_which("slurmctld"), "-D", "-i", "-f", str(config)],
+        [_which("slurmd"), "-D", "-N", NODE, "-f", str(config)],
     ]
     try:
         for command in commands:
@@ -160,11 +169,9 @@ def start(root: Path) -> Cluster:
 
 def _node_idle(cluster: Cluster) -> bool:
     try:
-        state = cluster.run("sinfo" if shutil.which("sinfo") else "squeue", check=False) and \
-            cluster.run("scontrol", "show", "node", NODE, check=False)
+        return "State=IDLE" in cluster.run("scontrol", "show", "node", NODE, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return "State=IDLE" in state
 
 
 def _wait_for(ready, cluster: Cluster, what: str) -> None:

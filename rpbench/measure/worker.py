@@ -58,7 +58,7 @@ def fresh_process_reason(job: Any, result: object, before: dict[str, Any], after
     """
     from ..core.measurement import Measurement
 
-    if getattr(job.case, "compile", "none") != "none":
+    if job.case.compile != "none":
         return f"compiled case (compile = {job.case.compile})"
     if isinstance(result, Measurement):
         if result.context_lost:
@@ -107,10 +107,11 @@ def main(argv: list[str]) -> int:
     import torch
 
     from ..machine.interference import PARENT_ENV
+    from .isolated import GPU_ENV
     from .process import READY, TOOK
 
     warm_up()
-    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None and torch.cuda.is_available():
+    if os.environ.get(GPU_ENV) is not None and torch.cuda.is_available():
         torch.zeros(1, device="cuda")  # the CUDA context of this worker's GPU, created once
         torch.cuda.synchronize()
     results.send(READY)

@@ -19,7 +19,6 @@ from cli_helpers import invoke, planted, tiny_suite
 from launch_helpers import assert_whole, wait_for_tasks
 
 pytest.importorskip("submitit")
-pytestmark = pytest.mark.slow
 
 def hanging(tmp_path, name: str, condition: str):
     """A planted mechanism that hangs in its forward while `condition` holds; and the file that exists once it
@@ -67,6 +66,7 @@ def at_time_limit(on_cluster, tmp_path_factory):
     watcher.join(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_cpu_suite_runs_as_an_array_and_a_cancelled_task_is_submitted_again(on_cluster, at_time_limit, tmp_path):
     marker = tmp_path / "hang-while-this-exists"
     marker.write_text("")
@@ -102,6 +102,7 @@ def test_a_cpu_suite_runs_as_an_array_and_a_cancelled_task_is_submitted_again(on
     assert [job["task"] for job in launched.read_launch(out)["jobs"]].count(index) == 2
 
 
+@pytest.mark.slow
 def test_a_task_at_its_time_limit_is_requeued_and_resumes(on_cluster, at_time_limit):
     run, seen = at_time_limit
     wait_for_tasks(run.run_dir, timeout_s=150)
@@ -112,3 +113,17 @@ def test_a_task_at_its_time_limit_is_requeued_and_resumes(on_cluster, at_time_li
     frame = run.collect()
     assert len(frame) == 1 and (frame["status"] == "ok").all()  # measured by the attempt that resumed the task
     assert_whole(run.run_dir, 1)
+
+
+@pytest.mark.parametrize("missing, words", [("root", "a test SLURM needs root"),
+                                            ("slurmd", "slurmd not installed (apt-get install slurm-wlm munge")])
+def test_where_no_slurm_can_start_the_fixture_says_why(tmp_path, monkeypatch, missing, words):
+    import slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000 if missing == "root" else 0)
+    if missing != "root":
+        which = slurm_cluster._which
+        monkeypatch.setattr(slurm_cluster, "_which", lambda name: None if name == missing else which(name))
+    with pytest.raises(slurm_cluster.Unavailable, match=re.escape(words)):
+        slurm_cluster.start(tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written

@@ -54,6 +54,7 @@ def dense(tokens: str = "16"):
     return case_from_flags(CaseFlags(attention="dense", tokens=tokens, dim=32, heads=4, device="cpu"))
 
 
+@pytest.mark.slow
 def test_one_worker_takes_every_pass_of_every_case(slots, tmp_path):
     case, log = logged(tmp_path)
     before = slots.started
@@ -66,6 +67,7 @@ def test_one_worker_takes_every_pass_of_every_case(slots, tmp_path):
     assert len(pids) == 1 and pids != {str(os.getpid())}  # built three times, in one worker, never in the sweep
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action, status", [
     ("torch.use_deterministic_algorithms(True)", "ok"),  # a process-wide setting the next case would inherit
     ("raise ValueError('planted')", "error"),  # a failed case
@@ -80,6 +82,7 @@ def test_a_case_that_leaves_state_behind_gets_a_fresh_process_after_it(slots, tm
     assert slots.started == before + 1  # the next case got a fresh one
 
 
+@pytest.mark.slow
 def test_a_worker_killed_while_idle_is_replaced_without_blaming_the_next_pass(slots):
     first = slots.first(dense(), TIMING, "s")
     os.kill(slots.workers[0].pid, signal.SIGKILL)

@@ -66,8 +66,9 @@ def sweep(suite: SuiteSource | None = None, out: str | Path | None = None, *, de
     if launcher not in LAUNCHERS:
         raise UsageError(f"launcher={launcher!r} is not one of {', '.join(LAUNCHERS)}")
     if resume and out is not None and launched.is_launched(out):
-        if launcher not in ("none", launched.read_launch(out).get("launcher")):
-            raise UsageError(f"resume of {out}: it was launched with launcher={launched.read_launch(out)['launcher']!r}")
+        was = launched.read_launch(out).get("launcher")
+        if launcher not in ("none", was):
+            raise UsageError(f"resume of {out}: it was launched with launcher={was!r}")
         return relaunch(Path(out), launch)
     if launch and launcher == "none":
         raise UsageError("launch=...: only with launcher='slurm' (or 'local')")

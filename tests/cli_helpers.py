@@ -1,6 +1,7 @@
 """Shared test helpers: tiny suite files and a CLI runner."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -33,6 +34,27 @@ def tiny_suite(tmp_path: Path, names=("dense", "rpattention"), tokens="64, 256",
     path = tmp_path / filename
     path.write_text(TINY_SUITE.format(tokens=tokens, modes=modes, attention=attention))
     return path
+
+
+PLANTED = '''
+    import os, signal, time
+    from torch import nn
+
+    class Planted(nn.Module):
+        def __init__(self, dim, num_heads, grid):
+            super().__init__()
+            self.fc = nn.Linear(dim, dim)
+        def forward(self, x):
+            {action}
+            return self.fc(x)
+'''
+
+
+def planted(tmp_path, name: str, action: str) -> str:
+    """A mechanism in tmp_path/<name>.py that runs `action` (one line) in its forward; its `file.py:Planted`."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(PLANTED.format(action=action)))
+    return f"{path}:Planted"
 
 
 def invoke(*args: str):

@@ -88,3 +88,17 @@ def pytest_collection_finish(session):
 
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM on this machine (tests/slurm_cluster.py), one for the whole session; the test skips
+    with the reason where none can start (not root, slurm-wlm or munge not installed)."""
+    import slurm_cluster
+
+    try:
+        cluster = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    except slurm_cluster.Unavailable as err:
+        pytest.skip(f"no test SLURM here: {err}")
+    yield cluster
+    cluster.stop()

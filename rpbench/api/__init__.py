@@ -22,23 +22,28 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from ..core.case import DEVICES
+from ..core.launch import LAUNCHERS
 from ..measure.isolated import gpu_slots
+from ..measure.launch import load_for_launch
 from ..measure.runner import device_names
 from ..measure.sweep import run_sweep
 from ..core.case import safe_name
 from ..core.errors import UsageError
-from ..results import store
+from ..results import launched, store
 from ..results.resume import RunRecord, recorded_run
 from ..suites import filter_cases, find_suite, load_suite
 from ..suites.fields import resolve_device_choice
+from .handle import LaunchedRun, relaunch, submit_sweep
 
 SuiteSource = str | Path | Mapping[str, Any]
 
 
-def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | None = None,
+def sweep(suite: SuiteSource | None = None, out: str | Path | None = None, *, device: str | None = None,
           filter: str | None = None, resume: bool = False, profile: bool = False, isolate: bool = False,
-          case_timeout_s: float = 900.0, workers: int = 1, gpus: str | Sequence[int] | None = None) -> pd.DataFrame:
-    """Run a suite and return its results table.
+          case_timeout_s: float = 900.0, workers: int = 1, gpus: str | Sequence[int] | None = None,
+          launcher: str = "none", launch: Mapping[str, Any] | None = None) -> pd.DataFrame | LaunchedRun:
+    """Run a suite and return its results table; or, with a launcher, submit it and return the run dir's handle.
 
     suite: a shipped suite's name ("quick"), a path to a suite .toml, or a dict with the tables of a suite file
         ({"name": ..., "axes": {...}, "measure": {...}, "attention": [{"name": "dense"}, ...]}).
@@ -46,27 +51,57 @@ def sweep(suite: SuiteSource, out: str | Path | None = None, *, device: str | No
     device: "auto", "cuda" or "cpu" for every case (default: the suite's own).
     filter: only the cases matching these terms (the syntax of `rpbench sweep --filter`).
     profile: also write a profiler trace per timed case (after all cases are timed).
-    isolate: every pass in a fresh process, killed after case_timeout_s (`rpbench sweep --isolate`).
+    isolate: every pass in a persistent worker process, killed after case_timeout_s (`rpbench sweep --isolate`).
     workers: that many isolated passes at a time (implies isolate; `rpbench sweep --workers`).
     gpus: one isolated worker per GPU, "all" or a list of torch's GPU numbers (`rpbench sweep --gpus`).
+    launcher: "slurm" submits the cases as job arrays (`rpbench sweep --launcher slurm`: tasks of cuda cases ask
+        for a GPU, tasks of CPU cases for none) and returns at once; "local" runs the same array as processes here.
+    launch: the launcher's settings, the keys of a suite's [launcher] table over the suite's own ({"partition":
+        "gpu", "time_min": 120, "tasks": 16, "sbatch": {"constraint": "h100"}}).
 
-    The returned DataFrame has `attrs["run_dir"]`.
+    The returned DataFrame has `attrs["run_dir"]`. With a launcher (or resume=True of a launched run: the tasks
+    neither done, running nor queued are submitted again), the return is a `LaunchedRun`: `.status()`,
+    `.wait()`, `.collect()` (the table so far) and `.resume()`.
     """
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"launcher={launcher!r} is not one of {', '.join(LAUNCHERS)}")
+    if resume and out is not None and launched.is_launched(out):
+        was = launched.read_launch(out).get("launcher")
+        if launcher not in ("none", was):
+            raise UsageError(f"resume of {out}: it was launched with launcher={was!r}")
+        return relaunch(Path(out), launch)
+    if launch and launcher == "none":
+        raise UsageError("launch=...: only with launcher='slurm' (or 'local')")
+    if suite is None and not resume:
+        raise UsageError("name the suite: a shipped suite's name, a .toml path or a dict")
     with tempfile.TemporaryDirectory(prefix="rpbench-suite-") as scratch:
-        path = _suite_file(suite, Path(scratch))
         run_dir = Path(out) if out is not None else None
         if resume and run_dir is None:
             raise UsageError("resume=True needs out=<the run dir to continue>")
+        path = _suite_file(suite if suite is not None else store.suite_copy(run_dir), Path(scratch))
         if resume:
             started = recorded_run(run_dir)
             filter = started.get("filter") if filter is None else filter
             device = started.get("device") if device is None else device
-        loaded = load_suite(path, device_override=resolve_device_choice(device, "device="))
+        if launcher == "none":
+            loaded = load_suite(path, device_override=resolve_device_choice(device, "device="))
+        else:
+            if resume or workers != 1 or gpus is not None:
+                raise UsageError(f"launcher={launcher!r} runs each task on a node of its own: leave out workers=, "
+                                 f"gpus= and resume=")
+            if device is not None and device not in DEVICES:
+                raise UsageError(f"device={device!r} is not one of {', '.join(DEVICES)}")
+            loaded, placement = load_for_launch(path, device, launcher)
         cases = filter_cases(loaded.cases, filter)
         if not cases:
             raise UsageError(f"filter {filter!r} matches none of the suite's {len(loaded.cases)} cases")
         run_dir = run_dir or store.default_run_dir(loaded.name)
         command = ["rpbench.sweep", str(suite if not isinstance(suite, Mapping) else loaded.name), str(run_dir)]
+        if launcher != "none":
+            if isolate and not 1 <= case_timeout_s <= 86400:
+                raise UsageError(f"case_timeout_s={case_timeout_s!r}: must be between 1 and 86400 seconds")
+            return submit_sweep(loaded, cases, run_dir, shlex.join(command + [f"launcher={launcher}"]), filter,
+                                launcher, placement, launch, profile, case_timeout_s if isolate else None)
         record = RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(), filter=filter,
                            device=device, command=shlex.join(command), device_names=device_names(cases))
         if gpus is not None and workers != 1:
@@ -182,4 +217,4 @@ def _suite_file(suite: SuiteSource, scratch: Path) -> Path:
     return find_suite(str(suite))
 
 
-__all__ = ["bench", "sweep", "to_toml"]
+__all__ = ["LaunchedRun", "bench", "sweep", "to_toml"]

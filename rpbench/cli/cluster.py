@@ -33,43 +33,20 @@ def flag_names(flags: dict[str, Any]) -> str:
     return ", ".join(_FLAGS[key] for key in flags)
 
 
-def launch_device(device: str | None, launcher: str) -> str:
-    """Where launched cases run: --device cpu or cuda as given; otherwise cuda on a SLURM node (one GPU per task),
-    and this machine's best device with the local executor."""
-    if device in ("cpu", "cuda"):
-        return device
-    if launcher == "slurm":
-        return "cuda"
-    from ..suites.fields import resolve_device
-
-    return resolve_device("auto")
-
-
-def _settings(base: Any, flags: dict[str, Any], device: str) -> Any:
-    from ..core.launch import LaunchSettings
-
-    settings = (base or LaunchSettings()).with_overrides(**flags)
-    if device == "cpu" and "gpus_per_task" not in flags:
-        settings = settings.with_overrides(gpus_per_task=0)
-    problems = settings.problems()
-    if problems:
-        key, problem = problems[0]
-        raise UsageError(f"{_FLAGS.get(key, f'[launcher] {key}')}: {problem}")
-    return settings
-
-
 def launch_sweep(loaded: Any, cases: list, run_dir: Path, recorded: list[str], filter_: str | None,
-                 launcher: str, flags: dict[str, Any], profile: bool, isolate_timeout_s: float | None) -> None:
-    from ..measure.launch import submit
+                 launcher: str, flags: dict[str, Any], profile: bool, isolate_timeout_s: float | None,
+                 placement: Any) -> None:
+    from ..measure.launch import settings_for, submit
     from ..results.resume import RunRecord
 
-    device = cases[0].device
-    settings = _settings(loaded.launcher, flags, device)
+    settings = settings_for(loaded.launcher, flags, _FLAGS)
     record = RunRecord(suite=loaded.name, suite_text=loaded.text, timing=loaded.timing.to_json(), filter=filter_,
-                       device=device, command=shlex.join(recorded))
-    submitted = submit(loaded, cases, run_dir, record, launcher, settings, device, profile, isolate_timeout_s)
+                       device=placement.override, command=shlex.join(recorded))
+    submitted = submit(loaded, cases, run_dir, record, launcher, settings, placement, profile, isolate_timeout_s)
+    jobs = ", ".join(submitted.job_ids) or submitted.job_id
     console.print(Text(f"{loaded.name}: {len(cases)} cases in {len(submitted.tasks)} task(s) submitted "
-                       f"({launcher}, job {submitted.job_id}) -> {run_dir}"), soft_wrap=True)
+                       f"({launcher}, job{'s' * (len(submitted.job_ids) > 1)} {jobs}), {submitted.asked} -> "
+                       f"{run_dir}"), soft_wrap=True)
     _next_steps(run_dir)
 
 
@@ -85,17 +62,18 @@ def relaunch_if_launched(run_dir: Path, launcher: str, flags: dict[str, Any]) ->
                              f"--launcher")
         return False
     from ..core.launch import LaunchSettings
-    from ..measure.launch import resubmit
+    from ..measure.launch import resubmit, settings_for
 
     launch = launched.read_launch(run_dir)
     if launcher not in ("none", launch.get("launcher")):
         raise UsageError(f"--resume {run_dir}: it was launched with --launcher {launch.get('launcher')}")
     base = LaunchSettings.from_json(launch.get("settings") or {})
-    settings = _settings(base, flags, str(launch.get("device"))) if flags else None
+    settings = settings_for(base, flags, _FLAGS) if flags else None
     collected = launched.collect(run_dir)
     submitted, running = resubmit(run_dir, settings)
     console.print(Text(f"{run_dir}: {collected.rows} of {collected.cases} cases collected"
-                       + (f"; tasks still running: {_ranges(running)}" if running else "")), soft_wrap=True)
+                       + (f"; tasks still running or queued: {_ranges(running)}" if running else "")),
+                  soft_wrap=True)
     if submitted is None:
         console.print(Text("nothing to submit again: every task is done or running"), soft_wrap=True)
     else:
@@ -135,13 +113,15 @@ def status(run_dir: Path = typer.Argument(..., help="A run dir: a launched one (
         console.print(Text(f"being written by {writer}" if writer else
                            f"no sweep is writing it; continue it with: rpbench sweep --resume {run_dir}"), soft_wrap=True)
         return
+    from ..measure.launch import queue_states
+
     launch = launched.read_launch(run_dir)
-    states = launched.task_states(run_dir)
+    states = launched.task_states(run_dir, queue_states(run_dir))
     table = Table(title=f"{run_dir} ({launch.get('launcher')})")
     for name in ("task", "job", "cases", "final", "state", "detail"):
         table.add_column(name, justify="right" if name in ("task", "cases", "final") else "left")
     for state in states:
-        style = {"done": "green", "running": "cyan", "stopped": "yellow"}.get(state.state, "")
+        style = {"done": "green", "running": "cyan", "stopped": "yellow", "requeued": "cyan"}.get(state.state, "")
         table.add_row(str(state.index), state.job_id or "—", str(state.cases), str(state.final),
                       Text(state.state, style=style), Text(state.detail or ""))
     console.print(table)
@@ -151,7 +131,11 @@ def status(run_dir: Path = typer.Argument(..., help="A run dir: a launched one (
                        f"{len(rows)} collected into {run_dir / store.RESULTS}"), soft_wrap=True)
     if final > len(rows):
         console.print(Text(f"merge the finished ones: rpbench collect {run_dir}"), soft_wrap=True)
-    if any(s.state == "stopped" or (s.state == "waiting" and s.detail) for s in states):  # killed, or died unstarted
+    requeued = [s.index for s in states if s.state == "requeued"]
+    if requeued:
+        console.print(Text(f"task(s) {_ranges(requeued)} stopped and requeued by SLURM (a time limit or a "
+                           f"preemption): they resume where they stopped by themselves"), soft_wrap=True)
+    if any(s.state == "stopped" or (s.state == "waiting" and s.detail and not s.queued) for s in states):
         console.print(Text(f"submit the unfinished tasks again: rpbench sweep --resume {run_dir}"), soft_wrap=True)
 
 

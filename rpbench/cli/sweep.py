@@ -43,25 +43,28 @@ def sweep(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html into the run dir at the end."),
     timer: Optional[TimerName] = typer.Option(None, "--timer", help=TIMER_HELP + "; overrides the suite's \\[measure] "
                                               "timer."),
-    isolate: bool = typer.Option(False, "--isolate", help="Run every pass of every case in a fresh Python process: "
-                                 "a crash, a hang or a lost CUDA context becomes that case's status (crashed, "
-                                 "timeout, error) and the sweep goes on."),
+    isolate: bool = typer.Option(False, "--isolate", help="Run every pass of every case out of this process, in a "
+                                 "persistent worker process (replaced after a compiled or failed case, or one that "
+                                 "changed a torch setting): a crash, a hang or a lost CUDA context becomes that "
+                                 "case's status (crashed, timeout, error) and the sweep goes on."),
     case_timeout: float = typer.Option(900.0, "--case-timeout", help="With --isolate: seconds one pass may take "
                                        "before its process is killed and the case is a timeout (1 to 86400)."),
-    workers: int = typer.Option(1, "--workers", help="Run this many isolated passes at a time (implies --isolate; "
-                                "1 to 64), the suite's CPU threads split between them; this process stays the only "
-                                "writer of the run dir. Passes side by side on one CPU disturb each other: their rows "
-                                "say so."),
+    workers: int = typer.Option(1, "--workers", help="Run this many isolated passes at a time on as many persistent "
+                                "workers (implies --isolate; 1 to 64), the suite's CPU threads split between them; "
+                                "this process stays the only writer of the run dir. Passes side by side on one CPU "
+                                "disturb each other: their rows say so."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="Run one isolated worker per GPU: `all` or torch's "
                                        "numbers, comma-separated (`0,1,3`). Each worker sees only its GPU "
                                        "(CUDA_VISIBLE_DEVICES), takes one case at a time and keeps it for all its "
                                        "passes; the CPU threads are split between workers. Implies --isolate; every "
                                        "case must run on cuda."),
     launcher: Launcher = typer.Option("none", "--launcher", help="none: measure here. slurm: submit the cases as a "
-                                      "SLURM job array through submitit (one GPU per task) and return at once; follow "
-                                      "with `rpbench status RUN_DIR`, merge with `rpbench collect RUN_DIR`. local: the "
-                                      "same array as processes on this machine (submitit's local executor). The "
-                                      "suite's \\[launcher] table gives defaults for the options below."),
+                                      "SLURM job array through submitit and return at once: tasks of cuda cases ask "
+                                      "for a GPU each, tasks of CPU cases for none (device auto means cuda on the "
+                                      "nodes); follow with `rpbench status RUN_DIR`, merge with `rpbench collect "
+                                      "RUN_DIR`. local: the same array as processes on this machine (submitit's local "
+                                      "executor). The suite's \\[launcher] table gives defaults for the options "
+                                      "below."),
     partition: Optional[str] = typer.Option(None, "--partition", help="With --launcher slurm: the partition."),
     account: Optional[str] = typer.Option(None, "--account", help="With --launcher slurm: the account charged."),
     time_min: Optional[int] = typer.Option(None, "--time", help="With --launcher: each task's time limit, minutes "
@@ -78,7 +81,6 @@ def sweep(
     from ..results import resume as resume_rules
     from ..results import store
     from ..suites import filter_cases, find_suite, load_suite
-    from ..suites.fields import cases_for_elsewhere
 
     device, launcher = plain(device), plain(launcher)
     from . import cluster
@@ -111,10 +113,17 @@ def sweep(
         source = suite or str(kept)
     else:
         source = suite or "quick"
-    loaded = None if launcher != "none" else load_suite(find_suite(source), device_override=resolve_device_flag(device))
-    if launcher != "none":
-        with cases_for_elsewhere():  # the cases run on the cluster's nodes, not here
-            loaded = load_suite(find_suite(source), device_override=cluster.launch_device(device, launcher))
+    placement = None
+    if launcher == "none":
+        if isolate:  # the workers import torch while this process loads the suite
+            from ..measure.isolated import prestart, slot_envs
+
+            prestart(slot_envs(workers, slots))
+        loaded = load_suite(find_suite(source), device_override=resolve_device_flag(device))
+    else:  # the cases run on the nodes: each on the device the suite (or --device) gives it, auto meaning theirs
+        from ..measure.launch import load_for_launch
+
+        loaded, placement = load_for_launch(find_suite(source), device, launcher)
     if timer is not None:
         if plain(timer) not in TIMERS:
             raise UsageError(f"--timer {timer!r} is not one of {', '.join(TIMERS)}")
@@ -132,11 +141,11 @@ def sweep(
     recorded += [f"--timer={plain(timer)}"] * bool(timer)
     if launcher != "none":
         if gpus is not None or workers != 1 or resume is not None:
-            raise UsageError("--launcher runs one case per task on the cluster's GPUs: leave out --gpus, --workers "
-                             "and --resume (resume a launched run with `rpbench sweep --resume RUN_DIR`)")
+            raise UsageError("--launcher runs the cases as array tasks on the cluster's nodes: leave out --gpus, "
+                             "--workers and --resume (resume a launched run with `rpbench sweep --resume RUN_DIR`)")
         recorded += [f"--launcher={launcher}"]
         cluster.launch_sweep(loaded, cases, run_dir, recorded, filter_, launcher, launch_flags, profile,
-                             case_timeout if isolate else None)
+                             case_timeout if isolate else None, placement)
         return
     from ..measure.runner import device_names
 

@@ -8,6 +8,7 @@ unknown, never "idle".
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +110,10 @@ def _parent() -> tuple[int | None, bool]:
 
 
 def parent_env() -> dict[str, str]:
-    """PARENT_ENV for a worker this process starts."""
-    import torch
-
-    return {PARENT_ENV: f"{os.getpid()}:{int(torch.cuda.is_initialized())}"}
+    """PARENT_ENV for a worker this process starts or hands a job (a process that has not imported torch yet holds
+    no CUDA context, and is not made to import it here)."""
+    torch = sys.modules.get("torch")
+    return {PARENT_ENV: f"{os.getpid()}:{int(torch is not None and torch.cuda.is_initialized())}"}
 
 
 def _holds_cuda_context() -> bool:

@@ -1,10 +1,13 @@
-"""Isolation: every pass of a case in a fresh Python process (`rpbench sweep --isolate`).
+"""Isolation: every pass of a case out of the sweep's process (`rpbench sweep --isolate`, `--workers`, `--gpus`).
 
-A long run in one process can carry state from case to case (allocator fragmentation, a compiled-kernel cache, a
-CUDA context poisoned by an illegal address); tritonbench made isolation its default for this reason. Here the
-parent keeps the sweep (rounds, journal, store) and hands one pass at a time to `python -m rpbench.measure.worker`:
-the job goes in on stdin (pickled), the result comes back in a file (pickled) so that whatever the mechanism prints
-cannot corrupt it. What a dead worker leaves is a status, never a stopped sweep:
+A long run in one process can carry state from case to case (a compiled-kernel cache, a CUDA context poisoned by
+an illegal address, a changed torch setting); tritonbench made isolation its default for this reason. Here the
+parent keeps the sweep (rounds, journal, store) and hands one pass at a time to a worker process
+(`rpbench.measure.process`), one per slot: one for `--isolate`, N for `--workers N`, one per GPU for `--gpus`.
+A worker lives across passes and cases (torch imported and its CUDA context created once: a few milliseconds per
+pass instead of seconds) and is replaced only when it must be: after a case that needs a fresh process (compiled,
+failed, a lost CUDA context, a changed torch setting: `worker.fresh_process_reason`), or when it dies. What a dead
+worker leaves is a status, never a stopped sweep:
 
 - `timeout`: no result within the case timeout; the worker's whole process group is killed;
 - `crashed`: the worker died without a result (a segfault, a kill, an abort, an exception outside the runner), with
@@ -17,25 +20,21 @@ process (no resume needed). Mechanisms must be importable in the worker: registr
 from __future__ import annotations
 
 import os
-import pickle
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
 
 from ..core.case import Case, Timing
 from ..core.errors import UsageError
 from ..core.measurement import Measurement, Round
 from ..machine import interference
+from .process import WorkerProcess, kill_all
 
 DEFAULT_TIMEOUT_S = 900.0
 GPU_ENV = "CUDA_VISIBLE_DEVICES"
-STDERR_TAIL = 200  # characters of a dead worker's stderr kept in its note
+
+__all__ = ["DEFAULT_TIMEOUT_S", "GPU_ENV", "Job", "Slots", "WorkerDied", "gpu_slots", "kill_all", "prestart",
+           "run_again", "run_first", "slot_envs"]
 
 
 class WorkerDied(RuntimeError):
@@ -51,61 +50,24 @@ class Job:
     threads: int
     like: Measurement | None = None
     retry: bool = False
-    env: tuple[tuple[str, str], ...] = ()  # set in the worker's environment (CUDA_VISIBLE_DEVICES of its GPU)
+    env: tuple[tuple[str, str], ...] = ()  # a one-off worker's environment (CUDA_VISIBLE_DEVICES of its GPU)
+    parent: str = field(default_factory=lambda: interference.parent_env()[interference.PARENT_ENV])  # see there:
+    # this sweep's pid and whether it holds a CUDA context now (it may create one after its workers started)
 
 
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
-
-
-_LIVE: set[subprocess.Popen] = set()  # workers running now (several with --workers), for kill_all
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all() -> None:
-    """Kill every worker still running (a sweep stopped by Ctrl-C or an error does not wait for them)."""
-    with _LIVE_LOCK:
-        for process in list(_LIVE):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+def _on(env: Mapping[str, str]) -> str:
+    """' on GPU 3' for a worker pinned to a GPU (its row has no UUID when it died before it could say)."""
+    gpu = env.get(GPU_ENV)
+    return f" on GPU {gpu}" if gpu is not None else ""
 
 
 def _run(job: Job, timeout_s: float) -> tuple[Any, str | None]:
-    """(the worker's result, None), or (None, why there is none)."""
-    with tempfile.TemporaryDirectory(prefix="rpbench-worker-") as scratch:
-        result = Path(scratch) / "result.pickle"
-        env = {**os.environ, **dict(job.env), **interference.parent_env()}
-        process = subprocess.Popen([sys.executable, "-m", "rpbench.measure.worker", str(result)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   start_new_session=True, env=env)
-        with _LIVE_LOCK:
-            _LIVE.add(process)
-        try:
-            _, stderr = process.communicate(pickle.dumps(job), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            return None, f"timeout: no result within {timeout_s:g} s{_on(job)}; the worker was killed"
-        finally:
-            with _LIVE_LOCK:
-                _LIVE.discard(process)
-        if process.returncode == 0 and result.is_file():
-            with result.open("rb") as handle:
-                return pickle.load(handle), None
-        how = _signal_name(process.returncode) if process.returncode < 0 else f"exit code {process.returncode}"
-        tail = " ".join((stderr or b"").decode(errors="replace").split())[-STDERR_TAIL:]
-        return None, f"crashed: the worker died ({how}){_on(job)}" + (f": {tail}" if tail else "")
-
-
-def _on(job: Job) -> str:
-    """' on GPU 3' for a pass pinned to a GPU (its row has no UUID: the worker died before it could say)."""
-    gpu = dict(job.env).get(GPU_ENV)
-    return f" on GPU {gpu}" if gpu is not None else ""
+    """A job in a worker of its own, closed afterwards: (its result, None), or (None, why there is none)."""
+    worker = WorkerProcess(dict(job.env), _on(dict(job.env)))
+    try:
+        return worker.run(job, timeout_s)
+    finally:
+        worker.close()
 
 
 def _threads(threads: int | None) -> int:
@@ -114,32 +76,109 @@ def _threads(threads: int | None) -> int:
     return threads or torch.get_num_threads()
 
 
-def run_first(case: Case, timing: Timing, suite: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-              threads: int | None = None, env: Mapping[str, str] | None = None) -> Measurement:
-    """`runner.run_case` in a fresh process (with `threads` torch threads, default this process's count, and `env`
-    added to its environment); a worker that hangs or dies is a `timeout` / `crashed` row."""
-    began = time.perf_counter()
-    found, why = _run(Job("first", case, timing, suite, _threads(threads), env=tuple((env or {}).items())), timeout_s)
+def _measurement(case: Case, timing: Timing, suite: str, found: Any, why: str | None, began: float) -> Measurement:
+    """A first pass's answer as its row: a dead worker is a `timeout` / `crashed` row."""
     if found is None:
-        status = why.split(":", 1)[0]
-        return Measurement(case=case, suite=suite, status=status, notes=(why,), timing=timing,
+        return Measurement(case=case, suite=suite, status=why.split(":", 1)[0], notes=(why,), timing=timing,
                            elapsed_s=time.perf_counter() - began)
     if found.context_lost:  # contained in the worker: the next case starts in a fresh process
         found = replace(found, context_lost=False)
     return found
 
 
-def run_again(case: Case, timing: Timing, like: Measurement, retry: bool = False,
-              timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
-              env: Mapping[str, str] | None = None) -> Round:
-    """`runner.measure_again` in a fresh process; raises WorkerDied (one line) when the worker gives no result."""
-    found, why = _run(Job("again", case, timing, "", _threads(threads), like, retry, tuple((env or {}).items())),
-                      timeout_s)
+def _round(found: Any, why: str | None) -> Round:
+    """A later pass's answer: its Round; WorkerDied (one line) for a dead worker, the pass's own error raised."""
     if found is None:
         raise WorkerDied(why)
     if isinstance(found, BaseException):
         raise found
     return found
+
+
+def run_first(case: Case, timing: Timing, suite: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+              threads: int | None = None, env: Mapping[str, str] | None = None) -> Measurement:
+    """`runner.run_case` in a process of its own (with `threads` torch threads, default this process's count, and
+    `env` added to its environment); a worker that hangs or dies is a `timeout` / `crashed` row."""
+    began = time.perf_counter()
+    found, why = _run(Job("first", case, timing, suite, _threads(threads), env=tuple((env or {}).items())), timeout_s)
+    return _measurement(case, timing, suite, found, why, began)
+
+
+def run_again(case: Case, timing: Timing, like: Measurement, retry: bool = False,
+              timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
+              env: Mapping[str, str] | None = None) -> Round:
+    """`runner.measure_again` in a process of its own; raises WorkerDied (one line) when the worker gives no
+    result."""
+    return _round(*_run(Job("again", case, timing, "", _threads(threads), like, retry, tuple((env or {}).items())),
+                        timeout_s))
+
+
+def slot_envs(workers: int = 1, gpus: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """What each slot's worker adds to its environment: one per GPU of `gpus` (its CUDA_VISIBLE_DEVICES), or
+    nothing for each of `workers`."""
+    return [{GPU_ENV: gpu} for gpu in gpus] if gpus else [{} for _ in range(workers)]
+
+
+_PRESTARTED: list[WorkerProcess] = []
+
+
+def prestart(envs: Sequence[Mapping[str, str]]) -> None:
+    """Start the workers of these slots now, so each imports torch while this process loads the suite; the next
+    Slots with the same environments takes them. One never taken exits by itself (worker.FIRST_JOB_WAIT_S)."""
+    for env in envs:
+        worker = WorkerProcess(env, _on(env))
+        worker.start()
+        _PRESTARTED.append(worker)
+
+
+def _worker(env: Mapping[str, str]) -> WorkerProcess:
+    """A prestarted worker with this environment, else a new one (started on its first job)."""
+    for worker in _PRESTARTED:
+        if worker.env == dict(env):
+            _PRESTARTED.remove(worker)
+            return worker
+    return WorkerProcess(env, _on(env))
+
+
+class Slots:
+    """One persistent worker per slot (`envs`: what each adds to its environment, e.g. its CUDA_VISIBLE_DEVICES),
+    each pass killed after `timeout_s`, each worker with `threads` torch threads. `first` and `later` are the pass
+    functions of `rounds.measure_in_rounds`; a slot runs one pass at a time. Close it (or use it as a context
+    manager) to end the workers."""
+
+    def __init__(self, envs: Sequence[Mapping[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S,
+                 threads: int | None = None):
+        self.workers = [_worker(env) for env in envs]
+        self.timeout_s, self.threads = timeout_s, _threads(threads)
+
+    def first(self, case: Case, timing: Timing, suite: str, slot: int = 0) -> Measurement:
+        began = time.perf_counter()
+        found, why = self.workers[slot].run(Job("first", case, timing, suite, self.threads), self.timeout_s)
+        return _measurement(case, timing, suite, found, why, began)
+
+    def later(self, case: Case, timing: Timing, like: Measurement, retry: bool = False, slot: int = 0) -> Round:
+        job = Job("again", case, timing, "", self.threads, like, retry)
+        return _round(*self.workers[slot].run(job, self.timeout_s))
+
+    @property
+    def started(self) -> int:
+        """Worker processes started so far (one per slot, plus one per replacement)."""
+        return sum(worker.started for worker in self.workers)
+
+    def kill(self) -> None:
+        """Kill every worker now (passes still running included): a sweep that stops early waits for none."""
+        for worker in self.workers:
+            worker.kill()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    def __enter__(self) -> "Slots":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def gpu_slots(spec: str) -> list[str]:

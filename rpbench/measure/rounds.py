@@ -96,7 +96,7 @@ def measure_in_rounds(
     `pause(case)` runs between passes (the cool-down); `on_pass(case, index, round)` follows every pass;
     `earlier` holds passes a killed sweep took of these cases. `first_pass(case, timing, suite, slot)` and
     `later_pass(case, timing, like, retry=, slot=)` measure (default: in this process, `run_case` / `measure_again`;
-    `rpbench.measure.isolated` runs each in a fresh process). With `workers` > 1, the passes of a round run on
+    `rpbench.measure.isolated` runs each in a worker process). With `workers` > 1, the passes of a round run on
     `workers` slots at a time (they must run out of process: `isolated`), without pauses between them: a case's
     first pass takes the first free slot, and its later passes wait for that same slot (one GPU per case, see
     `run_parallel`); `cancel()` kills the passes still running when the sweep stops early.

@@ -58,22 +58,18 @@ def cooldown_seconds(suite: Suite, case: Case) -> float:
     return 1.0 if case.device == "cuda" else 0.0
 
 
-def _passes(isolate_timeout_s: float | None, workers: int, gpus: list[str] | None = None) -> dict[str, Any]:
-    """How passes run: in this process (no arguments), or each in a fresh process killed after the timeout; with
-    `workers` > 1 (or one per GPU of `gpus`, pinned by CUDA_VISIBLE_DEVICES), that many at a time, the CPU threads
-    split between them."""
+@contextmanager
+def passes(isolate_timeout_s: float | None, workers: int, gpus: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """How passes run, as arguments of `measure_in_rounds`: in this process (no arguments), or in persistent
+    worker processes (`isolated.Slots`, ended when the block ends), each pass killed after the timeout: one
+    worker, `workers` of them (the CPU threads split between them), or one per GPU of `gpus` (pinned by
+    CUDA_VISIBLE_DEVICES)."""
     if isolate_timeout_s is None:
-        return {}
-    slots = [{isolated.GPU_ENV: gpu} for gpu in gpus] if gpus else [{} for _ in range(workers)]
-    threads = max(1, torch.get_num_threads() // len(slots))
-
-    def first(case: Case, timing: Timing, name: str, slot: int = 0) -> Measurement:
-        return isolated.run_first(case, timing, name, isolate_timeout_s, threads, slots[slot])
-
-    def later(case: Case, timing: Timing, like: Measurement, retry: bool = False, slot: int = 0):
-        return isolated.run_again(case, timing, like, retry, isolate_timeout_s, threads, slots[slot])
-
-    return {"first_pass": first, "later_pass": later, "workers": len(slots), "cancel": isolated.kill_all}
+        yield {}
+        return
+    envs = isolated.slot_envs(workers, gpus)
+    with isolated.Slots(envs, isolate_timeout_s, max(1, torch.get_num_threads() // len(envs))) as slots:
+        yield {"first_pass": slots.first, "later_pass": slots.later, "workers": len(envs), "cancel": slots.kill}
 
 
 def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Case], None] | None = None) -> int:
@@ -118,11 +114,11 @@ def run_sweep(
     to disk the moment it is final. The dir is locked against other writers throughout, and a resume must be the
     same sweep (see `rpbench.results.resume`). `on_start(case, pass, passes planned)` precedes every pass. With
     `profile`, every timed case is traced once all timing is done (`on_trace(case)` precedes each trace), so no
-    profiler session runs before a timed pass. With `isolate_timeout_s`, every pass runs in a fresh process
-    (`rpbench.measure.isolated`) that is killed after that many seconds; `workers` of them at a time (the CPU
-    threads split between them), or one per GPU of `gpus` (CUDA_VISIBLE_DEVICES values, see
-    `isolated.gpu_slots`). This process stays the only writer of the run dir. `on_ready()` runs once the run dir is
-    open, before anything is measured (a refused dir raises before it)."""
+    profiler session runs before a timed pass. With `isolate_timeout_s`, every pass runs in a worker process
+    (`rpbench.measure.isolated`: persistent, replaced after a case that needs a fresh one) and is killed after
+    that many seconds; `workers` of them at a time (the CPU threads split between them), or one per GPU of `gpus`
+    (CUDA_VISIBLE_DEVICES values, see `isolated.gpu_slots`). This process stays the only writer of the run dir.
+    `on_ready()` runs once the run dir is open, before anything is measured (a refused dir raises before it)."""
     with open_run(run_dir, record, resume) as writer, fixed_threads(suite):
         if on_ready is not None:
             on_ready()
@@ -154,10 +150,11 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
             on_measured(measured)
 
     try:
-        measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
-                          pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
-                          on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
-                          earlier=writer.earlier_passes(), **_passes(isolate_timeout_s, workers, gpus))
+        with passes(isolate_timeout_s, workers, gpus) as how:
+            measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
+                              pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
+                              on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
+                              earlier=writer.earlier_passes(), **how)
     except ContextLost as err:
         raise ExecutionError(f"{err}; the sweep stopped after writing that case as an error. Every row and pass "
                              f"taken so far is kept: continue in a new process with `rpbench sweep --resume "

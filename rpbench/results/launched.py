@@ -11,7 +11,9 @@ tasks are in (a task still running gives the rows it has finished). The run dir 
 
 A task's state is read from its files: `waiting` (its dir not started), `running` (its lock held), `done` (every
 case final) or `stopped` (started, not running, cases left: killed, timed out or failed; `rpbench sweep --resume`
-submits it again). No torch here.
+submits it again); and, where the scheduler's queue can be read (`measure.launch.queue_states`, handed in), a
+stopped task whose job the scheduler holds again is `requeued` (SLURM requeued it at its time limit: it resumes by
+itself). No torch here, and no scheduler is asked here.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ LAUNCH = "launch.json"
 TASKS = "tasks"
 LOGS = "slurm"
 ERROR_TAIL = 300  # characters of a stopped task's stderr shown by `status`
+TASK_FAILED = "rpbench task"  # how a task's own failure line starts on its stderr
 
 
 def is_launched(run_dir: str | Path) -> bool:
@@ -79,9 +82,10 @@ class TaskState:
     index: int
     cases: int
     final: int
-    state: str  # waiting | running | done | stopped
+    state: str  # waiting | running | done | stopped | requeued
     job_id: str | None = None
-    detail: str | None = None  # who runs it (running), or the last words of its stderr (stopped)
+    detail: str | None = None  # who runs it (running), the queue's word, or the last words of its stderr (stopped)
+    queued: str | None = None  # what the scheduler says of its job while it holds it ('PENDING (BeginTime)')
 
 
 def _final_ids(run_dir: Path) -> set[str]:
@@ -89,8 +93,9 @@ def _final_ids(run_dir: Path) -> set[str]:
     return {r["case_id"] for r in csvfile.records(path) if r.get("status") in STATUSES}
 
 
-def task_states(run_dir: str | Path) -> list[TaskState]:
-    """Every task of a launched run, as its files say (see the module docstring)."""
+def task_states(run_dir: str | Path, queue: dict[int, str] | None = None) -> list[TaskState]:
+    """Every task of a launched run, as its files say, and the scheduler's `queue` (task -> the state of its job
+    while the scheduler holds it; None: unknown) where they do not (see the module docstring)."""
     run_dir = Path(run_dir)
     launch = read_launch(run_dir)
     newest = {job.get("task"): job for job in launch.get("jobs", []) if isinstance(job, dict)}
@@ -100,28 +105,31 @@ def task_states(run_dir: str | Path) -> list[TaskState]:
         final = len(_final_ids(where) & set(case_ids))
         job = newest.get(index, {})
         running = holder(where)
+        queued = (queue or {}).get(index)
         if running is not None:
             state, detail = "running", running
         elif final == len(case_ids):
             state, detail = "done", None
         elif (where / RUN).is_file():
-            state, detail = "stopped", _stderr_tail(run_dir, job)
+            state, detail = ("requeued", queued) if queued else ("stopped", _stderr_tail(run_dir, job))
         else:
-            state, detail = "waiting", _stderr_tail(run_dir, job)
-        states.append(TaskState(index, len(case_ids), final, state, job.get("job_id"), detail))
+            state, detail = "waiting", queued or _stderr_tail(run_dir, job)
+        states.append(TaskState(index, len(case_ids), final, state, job.get("job_id"), detail, queued))
     return states
 
 
 def _stderr_tail(run_dir: Path, job: dict[str, Any]) -> str | None:
-    """The last non-empty line of a job's stderr (submitit's log), when there is one."""
+    """Why a job ended, from its stderr (submitit's log): the scheduler's own word (`*** JOB 12 ON node CANCELLED AT
+    ... DUE TO TIME LIMIT ***`), else the task's failure line, else the last non-empty line."""
     name = job.get("stderr")
     if not isinstance(name, str):
         return None
     try:
-        lines = [line for line in (run_dir / name).read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line.strip() for line in (run_dir / name).read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return None
-    return lines[-1].strip()[-ERROR_TAIL:] if lines else None
+    chosen = [line for line in lines if "***" in line] or [line for line in lines if TASK_FAILED in line] or lines
+    return chosen[-1][-ERROR_TAIL:] if chosen else None
 
 
 @dataclass(frozen=True)

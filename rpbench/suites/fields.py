@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -78,9 +79,13 @@ def check_input_size(path: Path, key: str, batch: int, tokens: int, dim: int) ->
 
 
 def resolve_device(device: str) -> str:
-    """auto -> cuda when torch sees a GPU, else cpu."""
+    """auto -> cuda when torch sees a GPU, else cpu (inside `cases_for_elsewhere`: what auto means there)."""
     if device != "auto":
         return device
+    elsewhere = _ELSEWHERE.get()
+    if elsewhere is not None:
+        elsewhere.auto_used = True
+        return elsewhere.auto
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -100,23 +105,33 @@ def resolve_device_choice(device: str | None, flag: str = "--device ") -> str | 
     return resolved
 
 
-_ELSEWHERE: ContextVar[bool] = ContextVar("rpbench_cases_for_elsewhere", default=False)
+@dataclass
+class Elsewhere:
+    """Where the cases of a suite loaded for other machines run (see `cases_for_elsewhere`)."""
+
+    auto: str  # what device = "auto" means there
+    auto_used: bool = False  # whether a case got its device from "auto"
+
+
+_ELSEWHERE: ContextVar[Elsewhere | None] = ContextVar("rpbench_cases_for_elsewhere", default=None)
 
 
 @contextmanager
-def cases_for_elsewhere() -> Iterator[None]:
-    """Suites loaded inside this block describe cases for other machines (a cluster's GPU nodes, see
-    `sweep --launcher`): a cuda device is taken as given, not checked against this machine."""
-    token = _ELSEWHERE.set(True)
+def cases_for_elsewhere(auto: str = "cuda") -> Iterator[Elsewhere]:
+    """Suites loaded inside this block describe cases for other machines (a cluster's nodes, see
+    `sweep --launcher`): a cuda device is taken as given, not checked against this machine, and `auto` means
+    `auto` there (cuda on a SLURM node). The Elsewhere it yields says whether any case took its device from
+    `auto`."""
+    token = _ELSEWHERE.set(Elsewhere(auto))
     try:
-        yield
+        yield _ELSEWHERE.get()
     finally:
         _ELSEWHERE.reset(token)
 
 
 def cuda_missing() -> bool:
     """True when torch sees no CUDA GPU (a case asking for cuda cannot run here)."""
-    if _ELSEWHERE.get():
+    if _ELSEWHERE.get() is not None:
         return False
     import torch
 

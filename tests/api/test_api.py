@@ -75,6 +75,13 @@ def test_sweep_of_a_shipped_suite_with_a_filter(tmp_path):
                             "extra": 1}), SuiteError, "unknown key"),
     (lambda: rpbench.sweep({"axes": {"tokens": [object()]}}), UsageError, "a suite value must be"),
     (lambda: rpbench.sweep("quick", resume=True), UsageError, "resume=True needs out="),
+    (lambda: rpbench.sweep("quick", launcher="pbs"), UsageError, "launcher='pbs' is not one of none, slurm, local"),
+    (lambda: rpbench.sweep("quick", launch={"tasks": 2}), UsageError, "launch=...: only with launcher="),
+    (lambda: rpbench.sweep("quick", launcher="local", workers=2), UsageError, "leave out workers=, gpus= and"),
+    (lambda: rpbench.sweep("quick", launcher="local", launch={"nosuch": 1}), UsageError,
+     "launch['nosuch']: unknown key"),
+    (lambda: rpbench.sweep("quick", launcher="local", launch={"time_min": 0}), UsageError,
+     "launch['time_min']: 0: must be from 1"),
 ])
 def test_bad_input_raises_one_line(call, error, words):
     with pytest.raises(error) as caught:
@@ -107,4 +114,25 @@ def test_the_api_is_typed_and_documented():
         assert function.__doc__ and "DataFrame" in inspect.getsource(function)
         hints = inspect.signature(function)
         assert all(p.annotation is not inspect.Parameter.empty for p in hints.parameters.values())
-        assert hints.return_annotation in ("pd.DataFrame", pd.DataFrame)
+        assert hints.return_annotation in ("pd.DataFrame", pd.DataFrame) if function is rpbench.bench else \
+            hints.return_annotation == "pd.DataFrame | LaunchedRun"  # launcher=: the run dir's handle
+
+
+def test_sweep_with_a_launcher_returns_the_run_dir_as_a_handle(tmp_path, monkeypatch):
+    from launch_helpers import fake_slurm
+
+    kept = fake_slurm(tmp_path, monkeypatch)
+    suite = {"name": "launched", "axes": {"tokens": [16, 64], "dim": [32], "heads": [4], "device": "cpu"},
+             "measure": MEASURE, "attention": [{"name": "dense"}]}
+    run = rpbench.sweep(suite, tmp_path / "run", launcher="slurm", launch={"partition": "debug", "tasks": 2})
+    assert isinstance(run, rpbench.api.LaunchedRun) and run.run_dir == tmp_path / "run"
+    assert run.submitted.job_id == "4242" and run.submitted.tasks == [0, 1]
+    assert run.submitted.asked == "no GPU: the cases run on the CPU"
+    script = next(kept.iterdir()).read_text()
+    assert "--partition=debug" in script and "gpus" not in script
+    status = run.status()
+    assert list(status["state"]) == ["waiting", "waiting"] and list(status["cases"]) == [1, 1]
+    assert run.collect().empty and run.collect().attrs["run_dir"] == str(tmp_path / "run")
+    again = run.resume({"time_min": 90})  # nothing started (and no queue to ask): both again, with a new limit
+    assert again.submitted.tasks == [0, 1] and "--time=90" in sorted(kept.iterdir())[-1].read_text()
+    assert rpbench.sweep(out=tmp_path / "run", resume=True).submitted.tasks == [0, 1]  # resume= does the same

@@ -2,7 +2,6 @@
 the sweep goes on."""
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pandas as pd
@@ -13,27 +12,7 @@ from rpbench.measure import isolated
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
 
-from cli_helpers import invoke, tiny_suite
-
-PLANTED = '''
-    import os, signal, time
-    from torch import nn
-
-    class Planted(nn.Module):
-        def __init__(self, dim, num_heads, grid):
-            super().__init__()
-            self.fc = nn.Linear(dim, dim)
-        def forward(self, x):
-            {action}
-            return self.fc(x)
-'''
-
-
-def planted(tmp_path, name: str, action: str) -> str:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(PLANTED.format(action=action)))
-    return f"{path}:Planted"
-
+from cli_helpers import invoke, planted, tiny_suite
 
 def test_isolated_sweep_measures_the_same_cases_as_one_process(tmp_path):
     suite = tiny_suite(tmp_path, names=("dense", "rpattention"), tokens="16, 64")
@@ -61,7 +40,7 @@ def test_a_segfault_and_a_hang_are_rows_and_the_sweep_goes_on(tmp_path):
     assert result.exit_code == 0, result.output
     assert time.perf_counter() - began < 90  # the hang cost its timeout, not 120 s
     frame = rpbench.load(tmp_path / "run").set_index("attention")
-    assert frame.loc["dense", "status"] == "ok"
+    assert frame.loc["dense", "status"] == "ok", frame.loc["dense", "notes"]
     assert frame.loc[crash, "status"] == "crashed" and "SIGSEGV" in frame.loc[crash, "notes"]
     assert frame.loc[hang, "status"] == "timeout" and "no result within 5 s" in frame.loc[hang, "notes"]
     again = invoke("sweep", "--resume", str(tmp_path / "run"), "--no-report", "--isolate", "--case-timeout", "5")
@@ -143,9 +122,14 @@ def test_kill_9_of_the_orchestrator_with_workers_then_resume_loses_nothing(tmp_p
             time.sleep(0.05)
         else:
             pytest.fail("the sweep did not journal passes in time")
+        assert workers_started_by(proc.pid)  # the persistent workers, in sessions of their own
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    deadline = time.monotonic() + 20
+    while workers_started_by(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers_started_by(proc.pid) == []  # each saw its sweep gone and ended: no orphan keeps a CPU busy
     results = out / "results.csv"
     before = len(results.read_text().splitlines()) - 1 if results.exists() else 0
     assert before < 8  # killed mid-run
@@ -153,3 +137,21 @@ def test_kill_9_of_the_orchestrator_with_workers_then_resume_loses_nothing(tmp_p
     assert result.exit_code == 0, result.output
     frame = assert_complete(out, 8)
     assert (frame["status"] == "ok").all()
+
+
+def workers_started_by(pid: int) -> list[int]:
+    """The live worker processes a sweep with this pid started (each has RPBENCH_PARENT=<pid>:... in its
+    environment)."""
+    from pathlib import Path
+
+    from rpbench.machine.interference import PARENT_ENV
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = (entry / "environ").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if any(item.startswith(f"{PARENT_ENV}={pid}:".encode()) for item in environ.split(b"\0")):
+            found.append(int(entry.name))
+    return found

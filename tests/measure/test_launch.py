@@ -4,6 +4,7 @@ writing its own run dir, merged into the run dir by collect. submitit's local ex
 keeps the batch script submitit wrote."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -20,43 +21,12 @@ from rpbench.measure.launch import plan_tasks
 from rpbench.results import launched
 from rpbench.results.store import load_samples
 from rpbench.suites import case_from_flags
+from rpbench.suites.fields import cases_for_elsewhere
 
 from cli_helpers import invoke, tiny_suite
+from launch_helpers import assert_whole, fake_slurm, kill_running, wait_for_tasks
 
 pytest.importorskip("submitit")
-
-
-def wait_for_tasks(run_dir: Path, states=("done",), timeout_s: float = 240) -> list[launched.TaskState]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = launched.task_states(run_dir)
-        if all(s.state in states for s in found):
-            return found
-        time.sleep(0.2)
-    pytest.fail(f"tasks not {states} in time: {launched.task_states(run_dir)}")
-
-
-def kill_running(run_dir: Path) -> None:
-    """Leave no task process behind a failed test."""
-    for state in launched.task_states(run_dir):
-        if state.state == "running" and state.detail and state.detail.startswith("pid "):
-            try:
-                os.kill(int(state.detail.split()[1]), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-
-
-def assert_whole(run_dir: Path, cases: int) -> pd.DataFrame:
-    """Every case once, every row's samples and passes there once."""
-    frame = rpbench.load(run_dir)
-    assert len(frame) == cases and frame["case_id"].is_unique
-    counts = load_samples(run_dir).groupby("case_id").size()
-    timed = frame[frame["n_samples"].notna()].set_index("case_id")["n_samples"].astype("int64")
-    pd.testing.assert_series_equal(counts.sort_index(), timed.sort_index(), check_names=False)
-    rounds = pd.read_csv(run_dir / "rounds.csv")
-    assert not rounds.duplicated(["case_id", "round"]).any()
-    assert set(rounds["case_id"]) == set(frame.loc[frame["n_samples"].notna(), "case_id"])
-    return frame
 
 
 def test_the_local_executor_runs_a_suite_through_the_slurm_path_and_collect_merges_it(tmp_path):
@@ -159,19 +129,6 @@ def test_collect_leaves_out_a_row_a_task_is_still_writing(tmp_path):
     assert_whole(out, 2)
 
 
-def fake_slurm(tmp_path: Path, monkeypatch) -> Path:
-    """`srun` and `sbatch` on PATH; sbatch keeps each batch script it is given and answers job 4242."""
-    bin_dir, kept = tmp_path / "bin", tmp_path / "scripts"
-    bin_dir.mkdir()
-    kept.mkdir()
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" "{kept}/$(date +%s%N).sh"\necho "Submitted batch job 4242"\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return kept
-
-
 def test_the_slurm_executor_gets_the_suite_table_and_the_flags(tmp_path, monkeypatch):
     kept = fake_slurm(tmp_path, monkeypatch)
     suite = tiny_suite(tmp_path, names=("dense", "rpattention"), tokens="16, 64")
@@ -207,6 +164,61 @@ def test_a_cuda_sweep_can_be_submitted_from_a_machine_without_a_gpu(tmp_path, mo
     assert result.exit_code == 0, result.output
     assert launched.read_launch(tmp_path / "run")["device"] == "cuda"
     assert "--gpus-per-node=1" in next(kept.iterdir()).read_text()
+    assert "submitted (slurm, job 4242), 1 GPU per task; device auto means cuda on the nodes, though this machine " \
+           "has no GPU" in result.output
+
+
+def test_the_gpu_request_follows_each_task_s_device(tmp_path, monkeypatch):
+    kept = fake_slurm(tmp_path, monkeypatch)
+    suite = tiny_suite(tmp_path, names=("dense",), tokens="16, 64")
+    suite.write_text(suite.read_text().replace('device = "cpu"', 'device = ["cpu", "cuda"]'))
+    result = invoke("sweep", str(suite), "--launcher", "slurm", "--tasks", "2", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "(slurm, jobs 4242, 4242), 1 GPU per task (1 cuda tasks); no GPU for the 1 CPU tasks" in result.output
+    scripts = [path.read_text() for path in sorted(kept.iterdir())]
+    assert len(scripts) == 2 and "--gpus-per-node=1" in scripts[0] and "gpus" not in scripts[1]  # one array each
+    launch = launched.read_launch(tmp_path / "run")
+    assert launch["task_devices"] == ["cuda", "cpu"] and launch["device"] == "mixed"
+    with cases_for_elsewhere():  # this machine has no GPU: its cuda cases load as cases for the nodes
+        devices = {case.case_id: case.device for case in rpbench.suites.load_suite(suite).cases}
+    assert [[devices[i] for i in ids] for ids in launch["tasks"]] == [["cuda", "cuda"], ["cpu", "cpu"]]
+
+
+def test_a_suite_on_the_cpu_asks_for_no_gpu_and_cuda_cases_need_one(tmp_path, monkeypatch):
+    kept = fake_slurm(tmp_path, monkeypatch)
+    suite = tiny_suite(tmp_path, names=("dense",), tokens="16")  # device = "cpu" in the suite, no --device
+    result = invoke("sweep", str(suite), "--launcher", "slurm", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0 and "no GPU: the cases run on the CPU" in result.output
+    assert "gpus" not in next(kept.iterdir()).read_text()
+    suite.write_text(suite.read_text() + "\n[launcher]\ngpus_per_task = 0\n")
+    refused = invoke("sweep", str(suite), "--launcher", "slurm", "--device", "cuda", "--out", str(tmp_path / "no"))
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert "[launcher] gpus_per_task = 0, but 1 case(s) run on cuda" in refused.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_tasks_the_scheduler_still_holds_are_not_submitted_again(tmp_path, monkeypatch):
+    from rpbench.measure import launch
+
+    kept = fake_slurm(tmp_path, monkeypatch)
+    suite = tiny_suite(tmp_path, names=("dense",), tokens="16, 64, 144")
+    out = tmp_path / "run"
+    assert invoke("sweep", str(suite), "--launcher", "slurm", "--out", str(out)).exit_code == 0
+    (launched.task_dir(out, 1) / "run.json").parent.mkdir(parents=True)
+    (launched.task_dir(out, 1) / "run.json").write_text("{}")  # task 1 started, then stopped
+    (launched.task_dir(out, 2) / "run.json").parent.mkdir(parents=True)
+    (launched.task_dir(out, 2) / "run.json").write_text("{}")  # task 2 started, stopped, and requeued by SLURM
+    monkeypatch.setattr(launch, "queue_states", lambda run_dir: {0: "PENDING (Priority)", 2: "PENDING (BeginTime)"})
+    states = {s.index: (s.state, s.detail) for s in launched.task_states(out, launch.queue_states(out))}
+    assert states == {0: ("waiting", "PENDING (Priority)"), 1: ("stopped", None),
+                      2: ("requeued", "PENDING (BeginTime)")}
+    status = invoke("status", str(out))
+    assert "task(s) 2 stopped and requeued by SLURM" in status.output and "rpbench sweep --resume" in status.output
+    again = invoke("sweep", "--resume", str(out))
+    assert "tasks still running or queued: 0, 2" in again.output
+    assert "submitted again: task(s) 1 (job" in again.output
+    assert [job["task"] for job in launched.read_launch(out)["jobs"]] == [0, 1, 2, 1]  # only the one nothing holds
+    assert len(list(kept.iterdir())) == 2
 
 
 def test_without_submitit_one_line_says_how_to_install_it(tmp_path, monkeypatch):
@@ -275,6 +287,13 @@ def test_tasks_take_every_case_once_longest_first():
     two = plan_tasks(cases, 2)
     assert two == [[cases[3].case_id, cases[1].case_id], [cases[2].case_id, cases[0].case_id]]
     assert plan_tasks(cases, 99) == plan_tasks(cases, None)
+    on_gpu = [case_from_flags(CaseFlags(attention="dense", tokens=str(n), device="cpu")) for n in (16, 64, 256)]
+    on_gpu = [dataclasses.replace(case, device="cuda") for case in on_gpu]
+    mixed = plan_tasks(cases + on_gpu, 3)  # never two devices in a task, each device a share by its cases
+    devices = {case.case_id: case.device for case in cases + on_gpu}
+    assert [{devices[i] for i in task} for task in mixed] == [{"cuda"}, {"cpu"}, {"cpu"}]
+    assert sorted(sum(mixed, [])) == sorted(devices) and plan_tasks(cases + on_gpu, 1) == [
+        [c.case_id for c in reversed(on_gpu)], [c.case_id for c in reversed(cases)]]
 
 
 def test_status_and_collect_of_a_run_swept_here(tmp_path):
@@ -295,3 +314,28 @@ def test_status_and_collect_name_the_dir_as_given():
         result = invoke(command, "/no/such/run")
         assert result.exit_code == 2 and result.output.strip() == "error: /no/such/run: not a results dir of " \
                                                                    "rpbench (no suite.toml inside)"
+
+
+def test_a_task_of_cuda_cases_on_a_node_without_a_gpu_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    from rpbench.core.errors import ExecutionError
+    from rpbench.measure.task import Task
+
+    fake_slurm(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    suite = tiny_suite(tmp_path, names=("dense",), tokens="16")
+    assert invoke("sweep", str(suite), "--launcher", "slurm", "--device", "cuda", "--out", str(out)).exit_code == 0
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a node that got no GPU
+    with pytest.raises(ExecutionError, match="task 0: its cases run on cuda, but torch sees no GPU on"):
+        Task()(str(out), 0)
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("rpbench task 0: ExecutionError: task 0: its cases run on cuda")
+    stderr = out / launched.read_launch(out)["jobs"][0]["stderr"]  # as SLURM would have kept it
+    stderr.parent.mkdir(parents=True, exist_ok=True)
+    stderr.write_text(f"submitit ERROR - Submitted job triggered an exception\n{said}\n"
+                      "srun: error: node7: task 0: Exited with exit code 1\n")
+    assert launched.task_states(out)[0].detail == said  # why it stopped, not srun's last word
+    stderr.write_text("slurmstepd: error: *** JOB 4242 ON node7 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT "
+                      "***\nsrun: error: node7: task 0: Exited with exit code 1\n")
+    assert "DUE TO TIME LIMIT" in launched.task_states(out)[0].detail  # SLURM's own word first

@@ -33,12 +33,19 @@ def quiet_machine():
 
 
 @pytest.fixture(autouse=True)
-def real_load(request, monkeypatch):
-    """For a test marked `real_load`: the machine's real load, other processes included."""
-    if request.node.get_closest_marker("real_load") is not None:
-        from rpbench.machine.interference import ASSUME_QUIET_ENV
+def real_load(request):
+    """For a test marked `real_load`: the machine's real load, other processes included. (Not through monkeypatch:
+    an autouse fixture here that used it would undo every test's patches after the fixtures of tests/<room>/
+    conftest.py are torn down, which rely on the opposite order.)"""
+    if request.node.get_closest_marker("real_load") is None:
+        yield
+        return
+    from rpbench.machine.interference import ASSUME_QUIET_ENV
 
-        monkeypatch.delenv(ASSUME_QUIET_ENV, raising=False)
+    previous = os.environ.pop(ASSUME_QUIET_ENV, None)
+    yield
+    if previous is not None:
+        os.environ[ASSUME_QUIET_ENV] = previous
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -156,11 +156,17 @@ def test_other_processes_are_measured_from_proc_stat():
     assert busy is None or 0.0 <= busy <= interference.logical_cores()
 
 
-@pytest.mark.parametrize("cores, status", [(1, "warn"), (64, "pass")])
-def test_thread_count_vs_cores(monkeypatch, cores, status):
+@pytest.mark.parametrize("threads, cores, status", [(2, 1, "warn"), (2, 64, "pass"), (1, 1, "pass")])
+def test_thread_count_vs_cores(monkeypatch, threads, cores, status):
+    """Whatever this machine's cores and torch's default: the thread count is set here."""
     monkeypatch.setattr(environment, "usable_cores", lambda: cores)
-    check = cpu_checks.check_threads()
-    assert check.status == status and check.values["torch_threads"] == torch.get_num_threads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check = cpu_checks.check_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert check.status == status and check.values["torch_threads"] == threads
 
 
 @pytest.mark.parametrize("resolution, status", [(5e-8, "pass"), (1e-4, "warn"), (5e-3, "fail")])

@@ -124,7 +124,7 @@ SUITE = """
 name = "interference"
 description = "cases of a few ms, two threads, on the CPU"
 [axes]
-tokens = [256, 1024]
+tokens = [512]
 batch = [1]
 dim = [64]
 heads = [4]

@@ -106,3 +106,28 @@ def test_cpu_facts_are_readable_here():
     assert 1 <= environment.usable_cores() <= (environment.os.cpu_count() or 1)
     governor = environment.cpu_governor()
     assert governor is None or governor.isidentifier()
+
+
+@pytest.fixture
+def new_precision_api():
+    """torch.backends.cuda.matmul.fp32_precision = "tf32" (torch >= 2.9), undone afterwards; after it torch refuses
+    get_float32_matmul_precision() and allow_tf32 reads ("mix of the legacy and new APIs")."""
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision API")
+    previous = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    yield
+    matmul.fp32_precision = previous
+
+
+def test_tf32_settings_are_read_after_the_new_precision_api_was_used(new_precision_api):
+    from rpbench.machine import doctor
+
+    with pytest.raises(RuntimeError, match="legacy and new APIs"):  # what used to crash collect and the doctor
+        torch.get_float32_matmul_precision()
+    settings = environment.collect()["tf32"]
+    assert settings["fp32_precision.cuda.matmul"] == "tf32"
+    assert settings["matmul_allow_tf32"] is True and settings["float32_matmul_precision"] == "high"
+    check = doctor.check_tf32("cuda")
+    assert check.status == "pass" and "TF32 matmul True" in check.detail

@@ -164,7 +164,8 @@ def make_backbone_workload(case: Case, describe_model: bool = True) -> Workload:
     `describe_model` is False: a later round of a case needs neither)."""
 
     def describe(model: nn.Module, images: torch.Tensor) -> ModelCosts:
-        return ModelCosts(macs=backbones.count_macs(model, images[:1]),
+        countable = attentions.uncounted_flops(model, case.device) is None  # neighborhood on flex / natten is not
+        return ModelCosts(macs=backbones.count_macs(model, images[:1]) if countable else None,
                           attention_share=attention_share(model, images, case.device))
 
     # No closed-form FLOPs for a whole model: flops_analytic stays empty, flops_counted is measured.

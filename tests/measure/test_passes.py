@@ -8,7 +8,7 @@ import torch
 
 import attentions.dense as dense_module
 from rpbench import backbones
-from rpbench.measure import probes, runner
+from rpbench.measure import passes, probes, runner
 from rpbench.measure.workload import make_workload, pinned_sdpa
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
@@ -78,9 +78,9 @@ def test_the_energy_window_lasts_at_least_a_second_of_calls(monkeypatch):
         def step(self):
             calls.append(1)
 
-    monkeypatch.setattr(runner.telemetry, "EnergyMeter", Meter)
+    monkeypatch.setattr(passes.telemetry, "EnergyMeter", Meter)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     clock = iter(i * 0.01 for i in range(10**6))  # every perf_counter read advances 10 ms
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
-    joules, window_s = runner._energy_per_call(0, Work(), Timing(energy_s=0.2))
-    assert window_s >= 1.0 and joules == pytest.approx(7.0 / len(calls))
+    monkeypatch.setattr(passes.time, "perf_counter", lambda: next(clock))
+    joules, window_s, note = passes.energy_per_call(0, Work(), Timing(energy_s=0.2), "cuda_event")
+    assert window_s >= 1.0 and joules == pytest.approx(7.0 / len(calls)) and note is None

@@ -1,7 +1,7 @@
 """CUDA-only paths of the runner checked on a CPU with stand-ins (issue 33): a failed graph capture, the timer of a
-compiled mode with its own CUDA graphs, energy over what the timer timed, the compiled module kept across a failed
-accuracy reference, FLOPs a counter cannot count, the SDPA backend read without a profiler. The real thing runs in
-tests/cuda/ on a GPU."""
+compiled mode with its own CUDA graphs, the compiled module kept across a failed accuracy reference, FLOPs a counter
+cannot count, the SDPA backend read without a profiler (energy over what the timer timed: test_passes.py). The
+real thing runs in tests/cuda/ on a GPU."""
 from __future__ import annotations
 
 import contextlib
@@ -115,34 +115,6 @@ def test_the_timed_round_uses_that_timer(monkeypatch):
     work = SimpleNamespace(step=lambda: None, reset=lambda: None, module=torch.nn.Identity())
     taken = runner.timed_round(case, settings, work)
     assert asked == ["eager"] and "replays its own CUDA graphs" in taken.note
-
-
-def test_energy_under_the_graph_timer_is_measured_over_replays(monkeypatch):
-    """Latency from graph replays and energy from eager calls would measure two different things."""
-    eager, replays = [], []
-
-    class Meter:
-        MIN_WINDOW_S, supported = 1.0, True
-
-        def __init__(self, _gpu):
-            pass
-
-        def start(self):
-            pass
-
-        def stop(self):
-            return 3.0
-
-    monkeypatch.setattr(passes.telemetry, "EnergyMeter", Meter)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    monkeypatch.setattr(passes, "capture_step", lambda step, reset: SimpleNamespace(replay=lambda: replays.append(1)))
-    clock = iter(i * 0.01 for i in range(10**6))
-    monkeypatch.setattr(passes.time, "perf_counter", lambda: next(clock))
-    work = SimpleNamespace(step=lambda: eager.append(1), reset=lambda: None)
-    joules, _, _ = passes.energy_per_call(0, work, Timing(), timing.CUDA_GRAPH)
-    assert replays and not eager and joules == pytest.approx(3.0 / len(replays))
-    joules, _, _ = passes.energy_per_call(0, work, Timing(), "cuda_event")
-    assert eager  # the eager timer's rows: energy over eager calls
 
 
 def test_a_failed_accuracy_reference_keeps_the_compiled_module(monkeypatch):

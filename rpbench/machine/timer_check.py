@@ -73,6 +73,11 @@ def measure(device: str) -> dict[str, Any]:
     apart = [abs(ratio - 1) for ratio in (found["eager_ratio"], found["graph_ratio"]) if ratio is not None]
     found["status"] = "pass" if apart and max(apart) <= TOLERANCE[device] else "fail"
     found["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if device == "cuda":  # a sweep's parent keeps no cached blocks its workers' cases could use
+        import torch
+
+        del step
+        torch.cuda.empty_cache()
     return found
 
 

@@ -32,7 +32,6 @@ from .timing import CUDA_GRAPH, TIMER_NAMES, launch_costs, timed_samples
 from .workload import Workload, apply_fastest_sdpa, make_workload, pinned_sdpa
 
 
-
 class NonFiniteOutput(RuntimeError):
     pass
 

@@ -92,9 +92,13 @@ def test_dense_auto_is_timed_with_the_fastest_backend_and_says_so():
 
 @pytest.mark.parametrize("name", attentions.builtin())
 def test_counted_flops_equal_the_analytic_ones_on_cuda(name):
+    """Every mechanism is counted by FlopCounterMode except neighborhood on CUDA (auto: natten, else flex), whose
+    row takes the formula and says so (counting flex raised and made every neighborhood row an error)."""
     measured = run_case(case(name, dtype="float32"), FAST)
     assert measured.ok, measured.note
     assert measured.flops_counted == measured.flops_analytic
+    by_formula = any("flops_counted is the FLOP formula's" in note for note in measured.notes)
+    assert by_formula == (name == "neighborhood"), measured.notes
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

@@ -33,7 +33,8 @@ def test_env_prints_the_cpu_part_and_exactly_one_line_about_the_missing_gpu():
     assert environment.cpu_model().split()[0] in result.output
     assert "torch threads" in result.output and torch.__version__ in result.output
     gpu_lines = [line for line in result.output.splitlines() if "GPU" in line or "NVML" in line]
-    assert gpu_lines == ["no CUDA GPU visible to torch (CPU build)"]
+    build = "CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build; no driver or none visible"
+    assert gpu_lines == [f"no CUDA GPU visible to torch ({build})"]  # a CUDA wheel (torch 2.11+cu130) says so
 
 
 def test_env_json_is_the_collected_dict(monkeypatch):

@@ -16,8 +16,8 @@ TOTAL_S = 360.0  # the whole call: 6 minutes of command time (15 of device time 
 PACK_RESERVE_S = 8.0  # the last pack and summary after the last stage
 STAGE_CAPS = {"setup": 45.0, "checks": 150.0, "product": 120.0, "backbones": 60.0}
 # Setup and checks are not cases: torch import and CUDA start per process, the doctor (ceilings, GPU state under
-# load, timer cross-check ~15 s), two pytest runs (4 workers: ~100 run_case calls of ~1.5 s, 36 captures, one
-# flex compile; then the timing checks alone, ~30 s).
+# load, timer cross-check ~15 s), two pytest runs (6 workers: ~70 run_case calls of ~1.5 s, 36 captures, about
+# six torch.compile runs of ~20 s (flex for neighborhood, reduce-overhead); then the timing checks alone, ~30 s).
 STAGE_ESTIMATES = {"setup": 25.0, "checks": 100.0}
 PROCESS_START_S = 12.0  # python, torch and CUDA start in each sweep process
 
@@ -196,7 +196,7 @@ def budget_table(sweeps: dict[str, SweepPlan], rates: dict, rates_from: str) -> 
             f"{'setup':<15}{STAGE_CAPS['setup']:>7.0f}{STAGE_ESTIMATES['setup']:>8.0f}  offline install, env.json, "
             "doctor --device cuda (timer cross-check)",
             f"{'checks':<15}{STAGE_CAPS['checks']:>7.0f}{STAGE_ESTIMATES['checks']:>8.0f}  tests/cuda against the "
-            "installed copy: -m 'cuda and not alone' on 4 workers, then -m 'cuda and alone'"]
+            "installed copy: -m 'cuda and not alone' on 6 workers, then -m 'cuda and alone'"]
     for sweep in sweeps.values():
         sizes = ", ".join(map(str, sweep.sizes)) or "none"
         dropped = f"; dropped {', '.join(map(str, sweep.dropped))}" if sweep.dropped else ""

@@ -14,7 +14,7 @@ def fixed(monkeypatch):
     monkeypatch.setattr(timer_check, "_fixed_module", lambda device: (lambda: None, "MLP (stand-in)"))
     monkeypatch.setattr(timer_check, "time_step", lambda *a: [medians["eager"]] * 3)
     monkeypatch.setattr(timer_check, "time_graph", lambda *a: [medians["graph"]] * 3)
-    monkeypatch.setattr(timer_check, "_benchmark_timer_ms", lambda step: medians["benchmark"])
+    monkeypatch.setattr(timer_check, "_benchmark_timer_ms", lambda step, window_ms: medians["benchmark"])
     triton = (lambda fn, **kw: medians["do_bench"], lambda fn, **kw: medians["do_bench_cudagraph"])
     monkeypatch.setattr(timer_check, "triton_timers", lambda: triton)
     return medians

@@ -193,7 +193,7 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 
 
 def test_median_agrees_with_torch_benchmark_timer():
-    """Our perf_counter median vs torch.utils.benchmark's blocked_autorange on the same call (the doctor's and every
+    """Our perf_counter median vs torch.utils.benchmark's Timer on the same call (the doctor's and every
     run's timer cross-check, `rpbench.machine.timer_check`, on the CPU)."""
     from rpbench.machine import timer_check
 

@@ -26,7 +26,7 @@ from ._registry import (
 )
 from ._plugins import ENTRY_POINT_GROUP, is_reference, plugin_failures
 from ._plugins import failure as plugin_failure
-from .flop_count import count_flops
+from .flop_count import count_flops, uncounted_flops
 
 # One module per mechanism; each registers its AttentionSpec when imported.
 _MECHANISM_MODULES = (
@@ -68,4 +68,5 @@ __all__ = [
     "plugin_failures",
     "register",
     "spec",
+    "uncounted_flops",
 ]

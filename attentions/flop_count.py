@@ -2,6 +2,10 @@
 
 FlopCounterMode registers the CUDA SDPA kernels but not the CPU flash kernel, which it would count
 as 0; the mapping below gives the CPU kernel (forward and backward) the same formulas.
+
+Some kernels it cannot count at all: a module that runs one says why through a method
+`flops_uncounted(device) -> str | None`, and `uncounted_flops` collects that reason, so the caller takes the
+mechanism's formula instead of running the counter (neighborhood's flex_attention raises under it).
 """
 from __future__ import annotations
 
@@ -26,6 +30,19 @@ def _extra_formulas() -> dict:
         mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_forward
         mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward
     return mapping
+
+
+UNCOUNTED_METHOD = "flops_uncounted"
+
+
+def uncounted_flops(module: torch.nn.Module, device: str | torch.device) -> str | None:
+    """Why FlopCounterMode cannot count a call of `module` (or of one of its submodules) on `device`, or None."""
+    for sub in module.modules():
+        method = getattr(sub, UNCOUNTED_METHOD, None)
+        reason = method(torch.device(device)) if callable(method) else None
+        if reason:
+            return reason
+    return None
 
 
 def count_flops(fn: Callable[[], object]) -> int:

@@ -32,10 +32,9 @@ reports it (it takes an optional `device`; without one it assumes CUDA when torc
 Interface changes: the official module takes (B, H, W, C); this one (B, H·W, C) row-major on the grid given at
 build time, one kernel/dilation for both axes (NATTEN also takes per-axis tuples, stride, causal). NATTEN 0.14
 padded maps smaller than k·d; `check` rejects them. Init as NATTEN: rpb ~ trunc_normal(0.02, cut at ±2).
-
 FLOPs (every backend; the formula is the mechanism's work): core = Q·Kᵀ and A·V over k² keys per query =
-4·B·N·k²·C; proj = 8·B·N·C². FlopCounterMode counts the reference backend exactly so; it counts flex as dense
-attention (4·B·N²·C, its formula ignores the block mask) and natten's fused kernels not at all.
+4·B·N·k²·C; proj = 8·B·N·C². FlopCounterMode counts reference exactly so, raises on flex and misses natten's
+kernels: `flops_uncounted` says so for those two (a harness then takes the formula).
 """
 from __future__ import annotations
 
@@ -141,6 +140,10 @@ class NeighborhoodAttention(nn.Module):
     def resolved_backend(self, device: torch.device) -> str:
         return resolve_backend(self.backend, self.rpb is not None, device.type)
 
+    def flops_uncounted(self, device: torch.device) -> str | None:  # read by attentions.uncounted_flops
+        backend = self.resolved_backend(device)
+        return None if backend == "reference" else f"FlopCounterMode cannot count neighborhood's {backend} backend"
+
     def forward(self, x: Tensor) -> Tensor:
         check_tokens(x, self.grid)
         batch, tokens, channels = x.shape
@@ -181,9 +184,7 @@ class NeighborhoodAttention(nn.Module):
                     col = (kv_idx % width // dilation - q_idx % width // dilation + kernel - 1).clamp(0, last)
                     return score + rpb[h, row, col]
 
-            run = flex_attention
-            if self.compile_flex and not torch.compiler.is_compiling():
-                run = compiled_flex()
+            run = compiled_flex() if self.compile_flex and not torch.compiler.is_compiling() else flex_attention
             return run(q, k, v, score_mod=score_mod, block_mask=self._block_mask(q.device), scale=self.scale)
 
     def _block_mask(self, device: torch.device) -> BlockMask:
@@ -199,9 +200,8 @@ class NeighborhoodAttention(nn.Module):
 
     def _natten(self, qkv: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """natten.functional.na2d on (B, H, W, h, d) tensors."""
-        kwargs = {"kernel_size": (self.kernel,) * 2, "dilation": (self.dilation,) * 2, "scale": self.scale}
-        if self.rpb is not None:
-            kwargs["rpb"] = self.rpb
+        kwargs = {"kernel_size": (self.kernel,) * 2, "dilation": (self.dilation,) * 2, "scale": self.scale,
+                  **({} if self.rpb is None else {"rpb": self.rpb})}
         return natten_na2d()(*(t.contiguous() for t in qkv), **kwargs)
 
 
@@ -233,10 +233,8 @@ def natten_problem(bias: bool) -> str | None:
 
 def resolve_backend(backend: str, bias: bool, device_type: str) -> str:
     """The backend "auto" runs: natten on CUDA when it can run these knobs, else flex on CUDA, else reference."""
-    if backend != "auto":
-        return backend
-    if device_type != "cuda":
-        return "reference"
+    if backend != "auto" or device_type != "cuda":
+        return backend if backend != "auto" else "reference"
     return "natten" if natten_problem(bias) is None else "flex"
 
 

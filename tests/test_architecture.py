@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rpbench", "attentions")
 
 # What each room may import besides itself. `attentions` counts as a room; rpbench's root package and cli may
-# import anything. machine may use measure's timers and probes only (doctor times its ceilings with the sweep's own
-# timer); those two modules import nothing from machine, which the cycle check enforces.
+# import anything. machine may use measure's timers, probes and torch_compat only (doctor times its ceilings with the
+# sweep's own timer; every torch-version guard is in torch_compat); those modules import nothing from machine, which
+# the cycle check enforces.
 ALLOWED = {
     "core": set(),
     "results": {"core"},
@@ -25,7 +26,7 @@ ALLOWED = {
     "views": {"core", "results", "analysis"},
     "backbones": {"core", "attentions"},
     "suites": {"core", "backbones", "attentions"},
-    "machine": {"core", "attentions", "measure.timing", "measure.probes"},
+    "machine": {"core", "attentions", "measure.timing", "measure.probes", "measure.torch_compat"},
     "measure": {"core", "backbones", "suites", "machine", "results", "attentions"},
     "api": {"core", "suites", "measure", "results"},  # Python's way in, beside cli: suite -> sweep -> the table
 }

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Sequence
 
-# Clocks-event reason names (see machine.telemetry.THROTTLE_REASON_BITS) that mean a slowdown.
-SLOWDOWN_REASONS = frozenset({"hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown",
-                              "board_limit", "reliability"})
+# Clocks-event reason names (see machine.telemetry.THROTTLE_REASON_BITS) that mean a slowdown. Board and reliability
+# limits are no clock-event bits in nvml.h: they are read as violation counters (SLOWDOWN_POLICIES).
+SLOWDOWN_REASONS = frozenset({"hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"})
 POWER_CAP_REASON = "sw_power_cap"
 # NVML violation-counter policies (nvmlPerfPolicyType_t) that mean a slowdown; "power" is the power cap.
 SLOWDOWN_POLICIES = ("thermal", "board_limit", "reliability")

@@ -69,20 +69,21 @@ class MemoryPeak:
 
 @dataclass(frozen=True)
 class ModelCosts:
-    """Whole-model facts of a backbone case: forward MACs per image and the measured share of time in attention
-    (None when it could not be measured; `note` says why)."""
+    """Whole-model facts of a backbone case: forward MACs per image (None where FlopCounterMode cannot count a module
+    of it: neighborhood's flex and natten backends) and the measured share of time in attention (None when it could
+    not be measured; `note` says why)."""
 
-    macs: int
+    macs: int | None
     attention_share: float | None
     note: str = ""
 
     @property
-    def gmacs(self) -> float:
-        return self.macs / 1e9
+    def gmacs(self) -> float | None:
+        return None if self.macs is None else self.macs / 1e9
 
     @property
-    def gflops(self) -> float:
-        return 2 * self.macs / 1e9
+    def gflops(self) -> float | None:
+        return None if self.macs is None else 2 * self.macs / 1e9
 
 
 @dataclass(frozen=True)

@@ -75,17 +75,11 @@ def _package_versions() -> dict[str, str | None]:
 
 
 def tf32_settings(torch: Any) -> dict[str, Any]:
-    settings: dict[str, Any] = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
-    for key, read in (
-        ("matmul_allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
-        ("cudnn_allow_tf32", lambda: torch.backends.cudnn.allow_tf32),
-        ("cudnn_benchmark", lambda: torch.backends.cudnn.benchmark),
-    ):
-        try:
-            settings[key] = bool(read())
-        except RuntimeError:  # torch refuses legacy reads once the fp32_precision API has been used
-            settings[key] = None
-    return settings
+    """The float32-precision settings (legacy TF32 flags and torch >= 2.9's per-backend fp32_precision), flat and
+    never raising: once the new API has set a value torch refuses the legacy reads (`torch_compat.fp32_settings`)."""
+    from ..measure.torch_compat import fp32_settings
+
+    return fp32_settings()
 
 
 def _gpus(torch: Any) -> list[dict[str, Any]]:

@@ -2,18 +2,16 @@
 temperature under load (NVML). They only look; nothing here changes a GPU setting."""
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from ..measure.timing import quick_median_ms
 from ..core.diagnostics import Check
+from ..core.gpu import SLOWDOWN_REASONS
 from . import interference, telemetry
 
 # Slow-downs that come from heat or hardware protection rather than the normal power cap of a busy GPU.
-HARMFUL_THROTTLES = frozenset(
-    {"hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "board_limit"}
-)
+HARMFUL_THROTTLES = SLOWDOWN_REASONS
 HOT_C = 85
 TIMER_AGREEMENT_PASS_PCT = 5.0
 TIMER_AGREEMENT_FAIL_PCT = 20.0
@@ -86,15 +84,15 @@ def check_gpu_state(cuda_index: int = 0) -> list[Check]:
         return [Check("gpu telemetry", "warn", f"cannot match cuda:{cuda_index} to an NVML device",
                       "check CUDA_VISIBLE_DEVICES (MIG slices are not mapped); GPU state is not verified")]
     checks = []
-    processes = telemetry.gpu_processes(nvml_index)
-    others = None if processes is None else [p for p in processes if p["pid"] != os.getpid()]
+    others = interference.other_gpu_processes(cuda_index)
     if others is None:
         checks.append(Check("gpu processes", "warn", "NVML cannot list processes here", ""))
-    elif others:
-        listed = ", ".join(f"pid {p['pid']}" for p in others)
-        checks.append(Check("gpu processes", "fail", f"{len(others)} other process(es) on the GPU: {listed}",
-                            interference.busy_machine_sentence(None, 0, len(others)) or "",
-                            {"other_pids": [p["pid"] for p in others]}))
+    elif others.count:
+        listed = ", ".join(f"pid {pid}" for pid in others.pids)
+        hidden = " (NVML shows host pids: this process is one of them)" if others.ours_hidden else ""
+        checks.append(Check("gpu processes", "fail", f"{others.count} other process(es) on the GPU: {listed}{hidden}",
+                            interference.busy_machine_sentence(None, 0, others.count) or "",
+                            {"other_pids": list(others.pids), "others": others.count}))
     else:
         checks.append(Check("gpu processes", "pass", "no other process on the GPU", ""))
 

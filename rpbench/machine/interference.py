@@ -83,24 +83,41 @@ def others_busy_cores(interval_s: float) -> float | None:
 PARENT_ENV = "RPBENCH_PARENT"  # "<pid>:<1 if it holds a CUDA context>", set by a sweep for its worker processes
 
 
-def gpu_others(cuda_index: int) -> int | None:
-    """Processes on torch's `cuda:<cuda_index>` other than this one (and, in a worker, the sweep that started it);
-    None when NVML cannot list them.
+@dataclass(frozen=True)
+class GpuOthers:
+    """The other processes on a GPU: how many, and the pids NVML lists for them (`pids` holds every listed pid
+    when ours could not be told apart: a pid namespace hides our own pid from NVML's list)."""
 
-    Once this process holds a CUDA context it is on the list; in a container NVML reports host pids, and then the
-    list does not show our pid: one entry is taken to be us (and one our sweep's, when it holds a context). Before
-    our context exists, every entry is another.
-    """
+    count: int
+    pids: tuple[int, ...]
+    ours_hidden: bool = False
+
+
+def other_gpu_processes(cuda_index: int) -> GpuOthers | None:
+    """The processes on torch's `cuda:<cuda_index>` other than this one (and, in a worker, the sweep that started
+    it); None when NVML cannot list them. The one rule the doctor and every timed window use.
+
+    A process is on NVML's list once it holds a CUDA context (torch's lazy init creates none, so this asks the
+    driver: `torch_compat.holds_cuda_context`). In a container NVML reports host pids, and then the list does not
+    show ours: one entry is taken to be us when we hold a context (and one our sweep's, when it holds one)."""
     nvml_index = telemetry.nvml_index_for_cuda_device(cuda_index)
     processes = None if nvml_index is None else telemetry.gpu_processes(nvml_index)
     if processes is None:
         return None
-    pids = [p["pid"] for p in processes]
+    pids = tuple(p["pid"] for p in processes)
     parent_pid, parent_context = _parent()
     ours = {os.getpid(), parent_pid} & set(pids)
     if ours:
-        return len(pids) - len(ours)
-    return max(0, len(pids) - _holds_cuda_context() - parent_context)
+        others = tuple(pid for pid in pids if pid not in ours)
+        return GpuOthers(len(others), others)
+    count = max(0, len(pids) - _holds_cuda_context(cuda_index) - parent_context)
+    return GpuOthers(count, pids, ours_hidden=count < len(pids))
+
+
+def gpu_others(cuda_index: int) -> int | None:
+    """How many other processes use torch's `cuda:<cuda_index>` (`other_gpu_processes`); None when unknown."""
+    found = other_gpu_processes(cuda_index)
+    return None if found is None else found.count
 
 
 def _parent() -> tuple[int | None, bool]:
@@ -113,13 +130,14 @@ def parent_env() -> dict[str, str]:
     """PARENT_ENV for a worker this process starts or hands a job (a process that has not imported torch yet holds
     no CUDA context, and is not made to import it here)."""
     torch = sys.modules.get("torch")
-    return {PARENT_ENV: f"{os.getpid()}:{int(torch is not None and torch.cuda.is_initialized())}"}
+    held = torch is not None and any(_holds_cuda_context(index) for index in range(torch.cuda.device_count()))
+    return {PARENT_ENV: f"{os.getpid()}:{int(held)}"}
 
 
-def _holds_cuda_context() -> bool:
-    import torch
+def _holds_cuda_context(cuda_index: int) -> bool:
+    from ..measure.torch_compat import holds_cuda_context
 
-    return torch.cuda.is_initialized()
+    return holds_cuda_context(cuda_index)
 
 
 class LoadMonitor:

@@ -16,8 +16,10 @@ import re
 from types import ModuleType
 from typing import Any
 
-# Bits of nvmlClocksEventReasons / nvmlClocksThrottleReasons (nvml.h). Spelled out here so decoding does not
-# depend on which constants a given binding version happens to export.
+# Bits of nvmlClocksEventReasons / nvmlClocksThrottleReasons (nvml.h), which end at 0x100
+# (nvmlClocksEventReasonAll = 0x1ff). Spelled out here so decoding does not depend on which constants a given binding
+# version exports. Board and reliability limits are no clock-event bits: NVML reports them only as violation
+# policies (VIOLATION_POLICIES below); any other bit decodes as unknown_<hex>.
 THROTTLE_REASON_BITS: dict[int, str] = {
     0x001: "gpu_idle",
     0x002: "applications_clocks_setting",
@@ -28,8 +30,6 @@ THROTTLE_REASON_BITS: dict[int, str] = {
     0x040: "hw_thermal_slowdown",
     0x080: "hw_power_brake_slowdown",
     0x100: "display_clock_setting",
-    0x200: "board_limit",
-    0x400: "reliability",
 }
 # Reasons that do not mean "the clock is being pulled down while we work": an idle GPU, or clocks a user pinned.
 NOT_CLOCK_LIMITING = frozenset({"gpu_idle", "applications_clocks_setting"})

@@ -1,8 +1,10 @@
 """Untimed passes that observe one call: peak memory, which SDPA kernel ran, and a model's share of attention time.
 
-Each runs in its own pass, never inside a timed region: the profiler and the allocator's bookkeeping slow down
-whatever they watch. None of them starts a CUDA profiler session (which would leave CUPTI attached and slow the
-timed passes after it): kernels are read from a CPU-only profile, the attention share from CUDA events.
+Each runs in its own pass, never inside a timed region: the allocator's bookkeeping slows down whatever it watches.
+None of them starts a profiler session on CUDA (a session can leave CUPTI attached and slow the timed passes after
+it, and a CPU-only first session can leave kineto without GPU tracing for the process): the SDPA kernel is read
+from torch's own dispatch rule, peak memory from the allocator's statistics, the attention share from CUDA events.
+Only the CPU's peak memory uses a (CPU-only) profile.
 """
 from __future__ import annotations
 
@@ -13,24 +15,16 @@ import time
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 from ..core.measurement import MemoryPeak
+from . import torch_compat
 from .timing import Step
 
 # SDPA backends worth probing per device type (CPU builds have only the flash and math kernels).
 SDPA_CANDIDATES = {"cuda": ("flash", "efficient", "cudnn", "math"), "cpu": ("flash", "math")}
-
-SDPA_KERNELS = {
-    "aten::_scaled_dot_product_flash_attention": "flash",
-    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
-    "aten::_scaled_dot_product_efficient_attention": "efficient",
-    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
-    "aten::_scaled_dot_product_attention_math": "math",
-    "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
-}
-
 
 
 @contextlib.contextmanager
@@ -89,17 +83,35 @@ def running_peak(events: list[tuple[int, int]]) -> int:
 # ---- kernels
 
 
-def sdpa_kernels_that_ran(step: Step, reset: Step) -> list[str]:
-    """The SDPA backends dispatched during one call, read from the profiler's op names.
+@contextlib.contextmanager
+def _sdpa_choices() -> Iterator[list[str]]:
+    """Inside: every call of F.scaled_dot_product_attention also records the backend torch's dispatch rule picks
+    for its arguments (`torch_compat.sdpa_choice`, under the sdpa_kernel context in force at the call). The module
+    attribute is swapped for the block, not a TorchFunctionMode: a mode on the stack makes torch.compile'd code
+    called inside (neighborhood's flex) trace it, fail, or recompile when the mode is gone."""
+    chosen: list[str] = []
+    original = F.scaled_dot_product_attention
 
-    The profiler sees composite ops too (the math backend has no kernel of its own), which a
-    dispatch mode does not when autograd decomposes them first.
-    """
+    def recording(*args, **kwargs):
+        name = torch_compat.sdpa_choice(*args, **kwargs)
+        if name is not None:
+            chosen.append(name)
+        return original(*args, **kwargs)
+
+    F.scaled_dot_product_attention = recording
+    try:
+        yield chosen
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+def sdpa_kernels_that_ran(step: Step, reset: Step) -> list[str]:
+    """The SDPA backends of every F.scaled_dot_product_attention call during one call, by torch's own rule: no
+    profiler session (see the module's docstring)."""
     reset()
-    with quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _sdpa_choices() as chosen:
         step()
-    names = {event.name() for event in prof.profiler.kineto_results.events()}
-    return sorted({SDPA_KERNELS[name] for name in names if name in SDPA_KERNELS})
+    return sorted(set(chosen))
 
 
 # ---- a backbone's time inside attention

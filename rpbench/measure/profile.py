@@ -8,6 +8,7 @@ Trace files come from torch alone; the TensorBoard plugin is only needed to view
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
@@ -39,8 +40,10 @@ SWEEP_SCHEDULE = Schedule(wait=0, warmup=1, active=1)
 
 NO_DEVICE_TIME = ("the profiler captured no CUDA kernel time (CUPTI unavailable or not permitted here): device "
                   "columns are left out, CPU times shown")
-# Kineto calls cuptiFinalize after a session only when TEARDOWN_CUPTI=1; otherwise CUPTI stays attached and later
-# kernels run 10-20 % slower (pytorch/pytorch#144455). Teardown with CUDA graphs crashed before CUDA 12.6.
+# Kineto tears CUPTI down (cuptiFinalize, from a runtime callback after the session) when TEARDOWN_CUPTI=1 at a
+# session's end; otherwise CUPTI stays attached and later kernels run 10-20 % slower (pytorch/pytorch#144455).
+# Teardown with CUDA graphs crashed before CUDA 12.6. Kineto reads the variable at every session's end and at every
+# start, so it is set for rpbench's own CUDA profiler sessions only (`cupti_released`), never process-wide.
 TEARDOWN_ENV = "TEARDOWN_CUPTI"
 TEARDOWN_MIN_CUDA = (12, 6)
 
@@ -51,11 +54,24 @@ def _cuda_version() -> tuple[int, ...]:
     return tuple(int(part) for part in (torch.version.cuda or "0").split(".")[:2] if part.isdigit())
 
 
-def release_cupti_after(device: str) -> None:
-    """Ask Kineto to detach CUPTI when a CUDA profiler session ends (CUDA >= 12.6 and the variable not set by the
-    user), so timing after a profile is not slowed by it. Kineto reads the variable at every session's end."""
-    if device == "cuda" and TEARDOWN_ENV not in os.environ and _cuda_version() >= TEARDOWN_MIN_CUDA:
-        os.environ[TEARDOWN_ENV] = "1"
+@contextlib.contextmanager
+def cupti_released(device: str) -> Iterator[None]:
+    """Around one CUDA profiler session: TEARDOWN_CUPTI=1 (CUDA >= 12.6, the variable not set by the user or by
+    torch.compile, which sets 0 for its CUDA graphs), so CUPTI is detached after it; afterwards one synchronize
+    (the runtime call whose callback runs the teardown) and the variable as it was."""
+    if device != "cuda" or TEARDOWN_ENV in os.environ or _cuda_version() < TEARDOWN_MIN_CUDA:
+        yield
+        return
+    os.environ[TEARDOWN_ENV] = "1"
+    try:
+        yield
+    finally:
+        try:
+            import torch
+
+            torch.cuda.synchronize()
+        finally:
+            os.environ.pop(TEARDOWN_ENV, None)
 
 
 def cupti_notes(device: str) -> tuple[str, ...]:
@@ -183,7 +199,6 @@ def profile_workload(
     if problem:
         raise ValueError(problem)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    release_cupti_after(device)
     worker = re.sub(r"[^A-Za-z0-9_-]+", "_", worker)
     summaries: list[ProfileSummary] = []
 
@@ -191,7 +206,7 @@ def profile_workload(
         _save_traces(prof, trace_path, tensorboard_dir, worker)
         summaries.append(_summarize(prof, device, plan.active, trace_path, tensorboard_dir))
 
-    with quiet_native_stderr(), profile(
+    with cupti_released(device), quiet_native_stderr(), profile(
         activities=activities,
         schedule=schedule(wait=plan.wait, warmup=plan.warmup, active=plan.active, repeat=1),
         on_trace_ready=on_trace_ready,

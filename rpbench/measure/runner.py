@@ -18,7 +18,7 @@ import attentions
 
 from ..core.case import Case, Timing
 from ..core.errors import one_line
-from ..core.measurement import GpuReading, GpuTelemetry, Measurement, Round
+from ..core.measurement import GpuTelemetry, Measurement, Round
 from ..machine import telemetry
 from ..machine.gpu_watch import GpuWatch
 from ..machine.interference import LoadMonitor
@@ -27,10 +27,9 @@ from ..core.schema import ERROR_TOLERANCE
 from .notes import capped, flop_note, knobs_as_run
 from .accuracy import REFERENCE_DTYPES, relative_error
 from .probes import peak_memory, sdpa_kernels_that_ran
-from .timing import CUDA_GRAPH, TIMER_NAMES, launch_costs, synchronize, timed_samples
+from .passes import NOTE_LIMIT, compile_first, counted_flops, energy_per_call, reading, timer_for
+from .timing import CUDA_GRAPH, TIMER_NAMES, launch_costs, timed_samples
 from .workload import Workload, apply_fastest_sdpa, make_workload, pinned_sdpa
-
-NOTE_LIMIT = 300  # characters of an error message kept in a failed row's notes
 
 
 class NonFiniteOutput(RuntimeError):
@@ -135,7 +134,7 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     """Every pass in order: finiteness, backend choice, compilation, accuracy, FLOPs, kernels, timing, launch cost,
     memory, energy; each on its own. Probes, FLOPs, kernels and memory run the eager step (`probe_step`)."""
     gpu = torch.cuda.current_device() if case.device == "cuda" else None
-    start = _reading(gpu) if gpu is not None else None
+    start = reading(gpu) if gpu is not None else None
 
     _check_output(case, work)
     backend_note = apply_fastest_sdpa(case, work)
@@ -143,9 +142,8 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
     compiled = compile_first(work, case.device) if case.compile != "none" else {}
     rel_err, accuracy_note = _accuracy(case, work)
     notes = [accuracy_note, knobs_as_run(case), backend_note, work.model.note if work.model else None]
-    # 0 counted means FlopCounterMode saw none of the work (ops it does not know): unknown, kept empty, noted
-    flops_counted = attentions.count_flops(lambda: (work.reset(), work.probe_step())) or None
-    notes.append(flop_note(case, work.flops_analytic, flops_counted))
+    flops_counted, count_note = counted_flops(case, work)
+    notes.append(count_note or flop_note(case, work.flops_analytic, flops_counted))
     with pinned_sdpa(case, work):
         kernels = sdpa_kernels_that_ran(work.probe_step, work.reset)
     first = timed_round(case, timing, work)
@@ -158,10 +156,9 @@ def _run_passes(case: Case, timing: Timing, work: Workload, where: dict[str, Any
         notes.append(memory.note)
         gpu_telemetry = None
         if gpu is not None:
-            energy, window_s = _energy_per_call(gpu, work, timing)
-            if energy is None:
-                notes.append("energy: NVML total-energy counter unsupported on this GPU/driver")
-            gpu_telemetry = GpuTelemetry(start=start, end=_reading(gpu), energy_j_per_iter=energy,
+            energy, window_s, energy_note = energy_per_call(gpu, work, timing, first.timer)
+            notes.append(energy_note)
+            gpu_telemetry = GpuTelemetry(start=start, end=reading(gpu), energy_j_per_iter=energy,
                                          energy_window_s=window_s)
     return Measurement(
         case=case, status="inaccurate" if _too_far(case, rel_err) else "ok", notes=tuple(n for n in notes if n),
@@ -177,8 +174,10 @@ def timed_round(case: Case, timing: Timing, work: Workload, retry: bool = False)
     began = datetime.now(timezone.utc).isoformat(timespec="seconds")
     own_threads = torch.get_num_threads() if case.device == "cpu" else 1
     cuda_index = torch.cuda.current_device() if case.device == "cuda" else None
+    timing, timer_note = timer_for(case, timing)
     with LoadMonitor(own_threads, cuda_index) as monitor, GpuWatch(cuda_index) as watch, pinned_sdpa(case, work):
         samples, timer, note = timed_samples(work.step, work.reset, case.device, timing)
+    note = "; ".join(n for n in (timer_note, note) if n) or None
     return Round(samples=tuple(samples), load=monitor.load, retry=retry, started_at=began, timer=timer,
                  note=note, gpu=watch.window, host=socket.gethostname(), device_uuid=telemetry.device_uuid(cuda_index))
 
@@ -207,38 +206,13 @@ def measure_again(case: Case, timing: Timing, like: Measurement, retry: bool = F
 
 
 
-class CompileFailed(RuntimeError):
-    pass
-
-
-def compile_first(work: Workload, device: str) -> dict[str, float | int]:
-    """The first compiled call (where torch.compile compiles), timed on its own, then a second call that must not
-    compile again: compile_s, graphs, graph_breaks and recompiles, from Dynamo's counters. A failure to compile
-    is the case's status, never a silent fallback to eager."""
-    from torch._dynamo.utils import counters
-
-    try:
-        work.reset()
-        began = time.perf_counter()
-        work.step()
-        synchronize(device)
-        seconds = time.perf_counter() - began
-        graphs = counters["stats"]["unique_graphs"]
-        work.reset()
-        work.step()
-    except Exception as err:
-        raise CompileFailed(f"torch.compile failed: {one_line(err)[:NOTE_LIMIT]}") from None
-    return {"compile_s": seconds, "graphs": graphs, "graph_breaks": sum(counters["graph_break"].values()),
-            "recompiles": counters["stats"]["unique_graphs"] - graphs}
-
-
 def _accuracy(case: Case, work: Workload) -> tuple[float | None, str | None]:
     """rel_err against the higher-precision reference, and the note of an `inaccurate` case (or of a reference
     that could not run, e.g. out of memory in float64)."""
     try:
         error = relative_error(case, work)
     except Exception as err:  # the reference costs more memory than the case; its failure is a note, not a status
-        release(case.device)
+        release(case.device, forget_compiled=False)  # the timed pass must run what compile_first compiled
         return None, f"rel_err not measured: {one_line(err)[:NOTE_LIMIT]}"
     if _too_far(case, error):
         reference = str(REFERENCE_DTYPES[case.dtype]).removeprefix("torch.")
@@ -250,40 +224,9 @@ def _too_far(case: Case, error: float | None) -> bool:
     return error is not None and error > ERROR_TOLERANCE[case.dtype]
 
 
-def _reading(gpu: int) -> GpuReading:
-    """SM clock, temperature and power now (NVML; a handful of reads, never inside timing)."""
-    snap = telemetry.snapshot(gpu)
-    return GpuReading(sm_clock_mhz=snap.get("sm_clock_mhz"), temp_c=snap.get("temp_c"), power_w=snap.get("power_w"))
-
-
-def _energy_per_call(gpu: int, work: Workload, timing: Timing) -> tuple[float | None, float | None]:
-    """(joules per call, window seconds) from NVML's energy counter over back-to-back calls until at least
-    max(timing.energy_s, EnergyMeter.MIN_WINDOW_S) of synchronised wall time has passed (the counter refreshes
-    every 20-100 ms); (None, None) when the counter is unsupported."""
-    meter = telemetry.EnergyMeter(gpu)
-    if not meter.supported:
-        return None, None
-    least_s = max(timing.energy_s, telemetry.EnergyMeter.MIN_WINDOW_S)
-    torch.cuda.synchronize()
-    meter.start()
-    began = time.perf_counter()
-    calls, chunk = 0, 1
-    while True:
-        for _ in range(chunk):
-            work.reset()
-            work.step()
-        calls += chunk
-        torch.cuda.synchronize()
-        elapsed = time.perf_counter() - began
-        if elapsed >= least_s:
-            break
-        chunk = min(calls, 1024)  # doubling chunks: few synchronisations, never far past the window
-    joules = meter.stop()
-    return (None, None) if joules is None else (joules / calls, elapsed)
-
-
-def release(device: str) -> None:
-    if "torch._dynamo" in sys.modules:  # nothing compiled stays cached for the next case
+def release(device: str, forget_compiled: bool = True) -> None:
+    """Free what a case left: compiled code (unless `forget_compiled`: mid-case), garbage, cached device memory."""
+    if forget_compiled and "torch._dynamo" in sys.modules:  # nothing compiled stays cached for the next case
         sys.modules["torch._dynamo"].reset()
     gc.collect()
     if device == "cuda":

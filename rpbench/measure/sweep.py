@@ -14,7 +14,7 @@ from attentions.dense import SDPA_BACKENDS
 from ..core.case import Case, Suite, Timing
 from ..core.errors import ExecutionError
 from ..core.measurement import Measurement
-from ..machine import ceilings, environment
+from ..machine import ceilings, environment, timer_check
 from ..results.resume import RunRecord, open_run
 from ..results.store import RunWriter
 from . import isolated
@@ -136,6 +136,7 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
     env = environment.collect(command=command)
     env["suite"] = {"name": suite.name, "path": str(suite.path), "cases": len(cases)}
     env["ceilings"] = ceilings_for(cases)
+    env["timer_check"] = timer_check.for_run({case.device for case in cases})  # rpbench vs independent timers
     writer.record_environment(env)
     writer.record_suite(suite.text)
 

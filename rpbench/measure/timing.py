@@ -15,6 +15,7 @@ import torch
 
 from ..core.case import Timing
 from ..core.errors import one_line
+from . import torch_compat
 
 Step = Callable[[], object]
 
@@ -86,9 +87,10 @@ def _event_samples(call: Step, reset: Step, device: str, timing: Timing, count: 
     return [start.elapsed_time(end) for start, end in zip(starts, ends)]
 
 
-def time_graph(step: Step, reset: Step, device: str, timing: Timing) -> list[float]:
-    """Latency samples in ms of one captured step replayed: warm-up on a side stream, `reset` (grads cleared)
-    before capture, then flush -> start event -> replay -> end event per sample. Raises GraphCaptureFailed."""
+def capture_step(step: Step, reset: Step) -> torch.cuda.CUDAGraph:
+    """One call of `step` captured into a CUDA graph: three warm-up calls on a side stream (lazy init, workspace and
+    autotuning stay out of the graph), `reset` (grads cleared) before capture. Raises GraphCaptureFailed with the
+    failing op's own error; the current stream is the one before (`torch_compat.capture`)."""
     try:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -99,12 +101,18 @@ def time_graph(step: Step, reset: Step, device: str, timing: Timing) -> list[flo
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         reset()
-        with torch.cuda.graph(graph):
-            step()
+        torch_compat.capture(graph, step)
         torch.cuda.synchronize()
     except Exception as err:  # an op that cannot be captured (a host sync, dynamic shapes, CPU tensors)
         torch.cuda.synchronize()
-        raise GraphCaptureFailed(one_line(err)) from None
+        raise GraphCaptureFailed(str(err) if isinstance(err, torch_compat.CaptureFailed) else one_line(err)) from None
+    return graph
+
+
+def time_graph(step: Step, reset: Step, device: str, timing: Timing) -> list[float]:
+    """Latency samples in ms of one captured step replayed (`capture_step`), then flush -> start event -> replay ->
+    end event per sample. Raises GraphCaptureFailed."""
+    graph = capture_step(step, reset)
     per_call_ms = _warm_up(graph.replay, lambda: None, device, timing.warmup_ms)
     return _event_samples(graph.replay, lambda: None, device, timing, _sample_count(timing, per_call_ms))
 

@@ -164,8 +164,10 @@ def make_backbone_workload(case: Case, describe_model: bool = True) -> Workload:
     `describe_model` is False: a later round of a case needs neither)."""
 
     def describe(model: nn.Module, images: torch.Tensor) -> ModelCosts:
+        countable = attentions.uncounted_flops(model, case.device) is None  # neighborhood on flex / natten is not
         share, note = attention_share(model, images, case.device)
-        return ModelCosts(macs=backbones.count_macs(model, images[:1]), attention_share=share, note=note)
+        return ModelCosts(macs=backbones.count_macs(model, images[:1]) if countable else None,
+                          attention_share=share, note=note)
 
     # No closed-form FLOPs for a whole model: flops_analytic stays empty, flops_counted is measured.
     return build_workload(

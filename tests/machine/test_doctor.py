@@ -39,7 +39,7 @@ def test_cpu_doctor_json_shape_and_exit_code(cpu_run):
     assert report["device"] == "cpu" and report["ok"] is True
     names = [check["name"] for check in report["checks"]]
     assert names == ["cpu load", "cpu governor", "torch build", "device", "cpu threads", "tf32", "sdpa backends",
-                     "timer", "ceilings"]
+                     "timer", "timer cross-check", "ceilings"]
     for check in report["checks"]:
         assert set(check) == {"name", "status", "detail", "advice", "values"}
         assert check["status"] in STATUSES - {"fail"} and check["detail"]
@@ -210,7 +210,7 @@ def _fake_gpu(monkeypatch, *, processes, persistence, reasons, temp, mig=False):
 
 
 def test_gpu_state_healthy(monkeypatch):
-    _fake_gpu(monkeypatch, processes=[{"pid": gpu_checks.os.getpid(), "used_mib": 500.0}], persistence=True,
+    _fake_gpu(monkeypatch, processes=[{"pid": os.getpid(), "used_mib": 500.0}], persistence=True,
               reasons=["sw_power_cap"], temp=70)
     checks = {check.name: check for check in gpu_checks.check_gpu_state(0)}
     assert {name: check.status for name, check in checks.items()} == {
@@ -226,7 +226,7 @@ def test_gpu_state_warnings(monkeypatch):
     assert all(check.status == "warn" for check in checks.values())
     checks = {check.name: check for check in gpu_checks.check_gpu_state(0)}
     assert set(checks) == {"gpu processes", "persistence mode", "mig", "gpu clocks", "gpu temperature"}
-    assert checks["gpu processes"].values == {"other_pids": [1]}
+    assert checks["gpu processes"].values == {"other_pids": [1], "others": 1}
     assert "hw_thermal_slowdown" in checks["gpu clocks"].advice
 
 

@@ -33,7 +33,8 @@ def test_env_prints_the_cpu_part_and_exactly_one_line_about_the_missing_gpu():
     assert environment.cpu_model().split()[0] in result.output
     assert "torch threads" in result.output and torch.__version__ in result.output
     gpu_lines = [line for line in result.output.splitlines() if "GPU" in line or "NVML" in line]
-    assert gpu_lines == ["no CUDA GPU visible to torch (CPU build)"]
+    build = "CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build; no driver or none visible"
+    assert gpu_lines == [f"no CUDA GPU visible to torch ({build})"]  # a CUDA wheel (torch 2.11+cu130) says so
 
 
 def test_env_json_is_the_collected_dict(monkeypatch):
@@ -106,3 +107,28 @@ def test_cpu_facts_are_readable_here():
     assert 1 <= environment.usable_cores() <= (environment.os.cpu_count() or 1)
     governor = environment.cpu_governor()
     assert governor is None or governor.isidentifier()
+
+
+@pytest.fixture
+def new_precision_api():
+    """torch.backends.cuda.matmul.fp32_precision = "tf32" (torch >= 2.9), undone afterwards; after it torch refuses
+    get_float32_matmul_precision() and allow_tf32 reads ("mix of the legacy and new APIs")."""
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision API")
+    previous = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    yield
+    matmul.fp32_precision = previous
+
+
+def test_tf32_settings_are_read_after_the_new_precision_api_was_used(new_precision_api):
+    from rpbench.machine import doctor
+
+    with pytest.raises(RuntimeError, match="legacy and new APIs"):  # what used to crash collect and the doctor
+        torch.get_float32_matmul_precision()
+    settings = environment.collect()["tf32"]
+    assert settings["fp32_precision.cuda.matmul"] == "tf32"
+    assert settings["matmul_allow_tf32"] is True and settings["float32_matmul_precision"] == "high"
+    check = doctor.check_tf32("cuda")
+    assert check.status == "pass" and "TF32 matmul True" in check.detail

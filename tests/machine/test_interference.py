@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 import rpbench
 from rpbench.analysis import analyse_run
@@ -59,7 +60,7 @@ def test_without_proc_stat_the_load_is_unknown_not_idle(monkeypatch):
 @pytest.mark.parametrize("pids, others", [([os.getpid()], 0), ([os.getpid(), 7, 8], 2),
                                           ([123456], 0), ([123456, 9], 1), (None, None)])
 def test_other_gpu_processes_exclude_us_even_behind_a_pid_namespace(monkeypatch, pids, others):
-    monkeypatch.setattr(interference, "_holds_cuda_context", lambda: True)
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda index: True)
     monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
     listed = None if pids is None else [{"pid": pid, "used_mib": 1.0} for pid in pids]
     monkeypatch.setattr(telemetry, "gpu_processes", lambda index: listed)
@@ -67,10 +68,41 @@ def test_other_gpu_processes_exclude_us_even_behind_a_pid_namespace(monkeypatch,
 
 
 def test_before_our_cuda_context_exists_every_gpu_process_is_another(monkeypatch):
-    monkeypatch.setattr(interference, "_holds_cuda_context", lambda: False)
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda index: False)
     monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
     monkeypatch.setattr(telemetry, "gpu_processes", lambda index: [{"pid": 123456, "used_mib": 1.0}])
     assert interference.gpu_others(0) == 1
+
+
+def test_torchs_lazy_init_is_no_cuda_context_and_hides_no_other_process(monkeypatch):
+    """torch.cuda.is_initialized() is True after lazy init, which creates no context: judged by it, one real
+    other process behind a pid namespace was taken to be us. The driver is asked instead."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch._C, "_cuda_hasPrimaryContext", lambda index: False, raising=False)
+    monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
+    monkeypatch.setattr(telemetry, "gpu_processes", lambda index: [{"pid": 123456, "used_mib": 1.0}])
+    assert interference.gpu_others(0) == 1
+    monkeypatch.setattr(torch._C, "_cuda_hasPrimaryContext", lambda index: True, raising=False)
+    assert interference.gpu_others(0) == 0  # with a context, the one entry is us
+
+
+@pytest.mark.parametrize("context, others", [(False, 1), (True, 0)])
+def test_the_doctor_and_the_timed_windows_count_other_gpu_processes_alike(monkeypatch, context, others):
+    """One rule for both: behind a pid namespace NVML lists host pids, and the doctor compared raw pids."""
+    from rpbench.machine import gpu_checks
+
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda index: context)
+    monkeypatch.setattr(telemetry, "nvml_available", lambda: True)
+    monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
+    monkeypatch.setattr(telemetry, "gpu_processes", lambda index: [{"pid": 123456, "used_mib": 1.0}])
+    monkeypatch.setattr(telemetry, "gpu_inventory", lambda: [
+        {"persistence_mode": True, "mig_enabled": False, "sm_clock_max_mhz": 1980}])
+    monkeypatch.setattr(gpu_checks, "_snapshot_under_load", lambda i, seconds: {
+        "sm_clock_mhz": 1980, "temp_c": 60, "power_w": 300.0, "throttle_reasons": [], "throttled": False})
+    check = next(c for c in gpu_checks.check_gpu_state(0) if c.name == "gpu processes")
+    assert interference.gpu_others(0) == others
+    assert check.status == ("fail" if others else "pass")
 
 
 def test_the_busy_machine_sentence_starts_at_half_the_cores():
@@ -192,7 +224,7 @@ def test_a_sweep_beside_two_cpu_burners_flags_the_rows_they_slowed(tmp_path):
 ])
 def test_a_worker_does_not_count_its_own_sweep_as_another_gpu_process(monkeypatch, pids, parent, others):
     monkeypatch.setenv(interference.PARENT_ENV, parent)
-    monkeypatch.setattr(interference, "_holds_cuda_context", lambda: True)
+    monkeypatch.setattr(interference, "_holds_cuda_context", lambda index: True)
     monkeypatch.setattr(telemetry, "nvml_index_for_cuda_device", lambda index: 0)
     monkeypatch.setattr(telemetry, "gpu_processes", lambda index: [{"pid": pid, "used_mib": 1.0} for pid in pids])
     assert interference.gpu_others(0) == others

@@ -100,6 +100,18 @@ def test_throttle_decoding_and_what_counts_as_throttled():
     assert telemetry.is_throttled(["unknown_0x1000"])
 
 
+def test_only_the_clock_event_bits_of_nvml_h_are_named():
+    """nvml.h's clocks-event reasons end at 0x100 (nvmlClocksEventReasonAll = 0x1ff); board and reliability limits
+    exist only as violation policies. Invented 0x200 / 0x400 names would read noise as a slowdown."""
+    from rpbench.core.gpu import SLOWDOWN_POLICIES, SLOWDOWN_REASONS
+
+    assert max(telemetry.THROTTLE_REASON_BITS) == 0x100 and sum(telemetry.THROTTLE_REASON_BITS) == 0x1FF
+    assert not any(name.startswith("unknown") for name in telemetry.decode_throttle_reasons(0x1FF))
+    assert telemetry.decode_throttle_reasons(0x200 | 0x400) == ["unknown_0x600"]
+    assert SLOWDOWN_REASONS <= set(telemetry.THROTTLE_REASON_BITS.values())
+    assert {"board_limit", "reliability"} <= set(SLOWDOWN_POLICIES) <= set(telemetry.VIOLATION_POLICIES)
+
+
 def test_snapshot_reads_the_mapped_device(install):
     install(fake_pynvml())
     snap = telemetry.snapshot(1)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import attentions.dense as dense_module
 from rpbench import backbones
-from rpbench.measure import probes, runner
+from rpbench.measure import passes, probes, runner
+from rpbench.measure.timing import CUDA_GRAPH
 from rpbench.measure.workload import make_workload, pinned_sdpa
 from rpbench.core.case import CaseFlags, Timing
 from rpbench.suites import case_from_flags
@@ -53,10 +55,10 @@ def test_the_attention_share_starts_no_profiler(monkeypatch):
     assert 0.0 < share < 1.0
 
 
-def test_the_energy_window_lasts_at_least_a_second_of_calls(monkeypatch):
-    """However the timed median was taken (a CUDA graph replays faster than eager calls), the energy loop runs
-    on wall time until the window is long enough, and divides by the calls it really made."""
-    calls = []
+@pytest.fixture
+def fake_energy(monkeypatch):
+    """An NVML energy meter that reads 7 J over any window, a free synchronize, and a clock that advances 10 ms at
+    every perf_counter read."""
 
     class Meter:
         MIN_WINDOW_S = 1.0
@@ -71,16 +73,27 @@ def test_the_energy_window_lasts_at_least_a_second_of_calls(monkeypatch):
         def stop(self):
             return 7.0
 
-    class Work:
-        def reset(self):
-            pass
-
-        def step(self):
-            calls.append(1)
-
-    monkeypatch.setattr(runner.telemetry, "EnergyMeter", Meter)
+    monkeypatch.setattr(passes.telemetry, "EnergyMeter", Meter)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    clock = iter(i * 0.01 for i in range(10**6))  # every perf_counter read advances 10 ms
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
-    joules, window_s = runner._energy_per_call(0, Work(), Timing(energy_s=0.2))
-    assert window_s >= 1.0 and joules == pytest.approx(7.0 / len(calls))
+    clock = iter(i * 0.01 for i in range(10**6))
+    monkeypatch.setattr(passes.time, "perf_counter", lambda: next(clock))
+
+
+def test_the_energy_window_lasts_at_least_a_second_of_calls(fake_energy):
+    """However the timed median was taken (a CUDA graph replays faster than eager calls), the energy loop runs
+    on wall time until the window is long enough, and divides by the calls it really made."""
+    calls = []
+    work = SimpleNamespace(reset=lambda: None, step=lambda: calls.append(1))
+    joules, window_s, note = passes.energy_per_call(0, work, Timing(energy_s=0.2), "cuda_event")
+    assert window_s >= 1.0 and joules == pytest.approx(7.0 / len(calls)) and note is None
+
+
+def test_energy_under_the_graph_timer_is_measured_over_replays(fake_energy, monkeypatch):
+    """Latency from graph replays and energy from eager calls would measure two different things (issue 33)."""
+    eager, replays = [], []
+    monkeypatch.setattr(passes, "capture_step", lambda step, reset: SimpleNamespace(replay=lambda: replays.append(1)))
+    work = SimpleNamespace(step=lambda: eager.append(1), reset=lambda: None)
+    joules, _, _ = passes.energy_per_call(0, work, Timing(), CUDA_GRAPH)
+    assert replays and not eager and joules == pytest.approx(7.0 / len(replays))
+    passes.energy_per_call(0, work, Timing(), "cuda_event")
+    assert eager  # the eager timer's rows: energy over eager calls

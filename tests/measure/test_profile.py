@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import rpbench
 from rpbench.measure import profile as profiling
@@ -263,14 +264,20 @@ def test_no_device_time_is_said_never_shown_as_zero(tmp_path):
     assert [op.name for op in summary.top_ops] == ["aten::mm", "aten::softmax"]
 
 
-def test_cuda_profiling_asks_kineto_to_detach_cupti(monkeypatch):
+def test_cuda_profiling_asks_kineto_to_detach_cupti_for_its_own_session_only(monkeypatch):
+    """TEARDOWN_CUPTI=1 inside a CUDA profiler session of rpbench and gone after it: a variable left set
+    process-wide makes every later profiler session tear CUPTI down and re-initialise it (around graph captures)."""
     monkeypatch.delenv(profiling.TEARDOWN_ENV, raising=False)
     monkeypatch.setattr(profiling, "_cuda_version", lambda: (12, 8))
-    assert profiling.cupti_notes("cuda")  # not set yet: profiling now would leave CUPTI attached
-    profiling.release_cupti_after("cpu")
-    assert profiling.TEARDOWN_ENV not in os.environ  # CPU profiles never touch CUPTI
-    profiling.release_cupti_after("cuda")
-    assert os.environ[profiling.TEARDOWN_ENV] == "1" and profiling.cupti_notes("cuda") == ()
-    monkeypatch.setenv(profiling.TEARDOWN_ENV, "0")  # the user's own choice is kept, and noted
-    profiling.release_cupti_after("cuda")
-    assert os.environ[profiling.TEARDOWN_ENV] == "0" and "stays attached" in profiling.cupti_notes("cuda")[0]
+    synchronised = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: synchronised.append(1))
+    assert profiling.cupti_notes("cuda")  # not set: a session now would leave CUPTI attached
+    with profiling.cupti_released("cpu"):
+        assert profiling.TEARDOWN_ENV not in os.environ  # CPU profiles never touch CUPTI
+    with profiling.cupti_released("cuda"):
+        assert os.environ[profiling.TEARDOWN_ENV] == "1" and profiling.cupti_notes("cuda") == ()
+    assert profiling.TEARDOWN_ENV not in os.environ and synchronised == [1]  # scoped: restored after the session
+    monkeypatch.setenv(profiling.TEARDOWN_ENV, "0")  # the user's (or torch.compile's) own choice is kept, and noted
+    with profiling.cupti_released("cuda"):
+        assert os.environ[profiling.TEARDOWN_ENV] == "0" and "stays attached" in profiling.cupti_notes("cuda")[0]
+    assert os.environ[profiling.TEARDOWN_ENV] == "0"

@@ -156,7 +156,7 @@ SUITE = """
 name = "interference"
 description = "cases of a few ms, two threads, on the CPU"
 [axes]
-tokens = [512]
+tokens = [576]
 batch = [1]
 dim = [64]
 heads = [4]

@@ -35,7 +35,7 @@ def report_command(
     from ..analysis import analyse_run
     from ..results import store
     from ..views.html import render_html
-    from ..views.terminal import terminal_report
+    from ..views.terminal import drift_line, terminal_report
 
     if png and figures is None:
         raise UsageError("--png needs --figures DIR (where to write the figures)")
@@ -48,6 +48,7 @@ def report_command(
     run = store.load_run(run_dir)
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
     built = terminal_report(analysed)
+    console.print(drift_line(store.run_drift(run.directory)))
     console.print(built.cases)
     console.print(built.scaling)
     if html:
@@ -102,7 +103,8 @@ def compare_command(
     run_a: Path = typer.Argument(..., help="Reference results dir (A)."),
     run_b: Path = typer.Argument(..., help="Results dir to judge against A (B)."),
     threshold: float = typer.Option(
-        5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both runs' p20–p80 spread, to count."
+        5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both rows' 95 % intervals "
+        "(their p20–p80 spread where a row has none), to count."
     ),
     metric: MetricName = typer.Option("latency", "--metric", help=f"What to compare: {METRIC_HELP}."),
     fail_on_regression: bool = typer.Option(

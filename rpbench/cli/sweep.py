@@ -152,15 +152,18 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     from ..analysis import flag_summary, prepare
     from ..measure.sweep import run_sweep
     from ..results import store
-    from ..views.terminal import latency_grid
+    from ..views.terminal import drift_line, latency_grid
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console,
     )
-    rounds = loaded.timing.rounds
-    console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} round{'s' * (rounds != 1)} "
-                                f"-> {run_dir}" + (f" (one worker on each of GPUs {', '.join(gpus)})" if gpus else "")))
+    rounds, timing = loaded.timing.rounds, loaded.timing
+    extra = (f" (up to {timing.most_rounds} for a ±{timing.target_ci_pct:g} % interval)"
+             if timing.adaptive else "")
+    console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} round{'s' * (rounds != 1)}"
+                                f"{extra} -> {run_dir}" + (f" (one worker on each of GPUs {', '.join(gpus)})"
+                                                          if gpus else "")))
     for line in loaded.warnings:
         err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
     busy = _busy_machine_warning(cases)
@@ -176,6 +179,9 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         line = Text(f"  {measured.case.describe()}: ")
         if measured.timed:
             line.append(f"{measured.stats.median:.4g} ms")
+            if measured.ci_pct is not None:
+                line.append(f" ±{measured.ci_pct:.0f} %" + (f" ({len(measured.pooled)} rounds)"
+                                                             if len(measured.pooled) > rounds else ""))
             if not measured.ok:
                 line.append(f" {measured.status}: {measured.note or ''}", style="yellow")
             for flag in _row_flags(measured):
@@ -203,6 +209,7 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     console.print(latency_grid(prepared, f"median latency, ms ({run_dir})"))
     flagged = bool(prepared["flagged"].any())
     console.print(Text(flag_summary(prepared), style="bold yellow" if flagged else ""))
+    console.print(drift_line(outcome.drift))
     if prepared["disturbed"].fillna(False).astype(bool).any():
         _name_the_busiest()
     if report:

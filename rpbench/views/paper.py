@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..analysis import RunAnalysis
-from .format import BAND_MARK, MISSING, fmt_int, fmt_number, fmt_speedup, md_cell
+from .format import BAND_MARK, CI_NAMES, MISSING, fmt_int, fmt_number, fmt_speedup, md_cell
 
 FLAG_MARK = "*"
 QUANTITY = {"latency": "Median latency per call (ms)", "throughput": "Throughput (img/s)",
@@ -120,8 +120,11 @@ def paper_tables(run: RunAnalysis) -> list[PaperTable]:
                          + (f"; beside each value, its {metric.label} speedup over {baseline} with its 95 % interval"
                             if baseline else "") + ".")
         if baseline:
-            table.notes.append("Speedup intervals: 95 % bootstrap of both cases' timed samples, resampled within "
-                               "each timed pass (fixed seed).")
+            methods = sorted({m for m in rows["speedup_method"].dropna() if m != "p20-p80"})
+            table.notes.append("Speedups round-paired where both cases were timed in the same rounds (the ratio per "
+                               "round, combined with a 95 % t interval); otherwise the ratio of medians with a 95 % "
+                               "interval from both cases' pass medians. Methods here: "
+                               + (", ".join(CI_NAMES.get(m, m) for m in methods) or "none") + ".")
         if any(c.speedup.endswith(BAND_MARK) for _, cells in table.rows for c in cells):
             table.notes.append(f"{BAND_MARK} Interval from the p20–p80 ends paired least favourably (no samples).")
         if any(c.flagged for _, cells in table.rows for c in cells):

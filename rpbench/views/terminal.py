@@ -13,11 +13,23 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags, flag_summary
+from ..core.drift import Drift, drift_sentence
 from .format import (MISSING, SPEEDUP_NOTE, curve_fits, flag_text, fmt_exponent, fmt_int, fmt_number, fmt_status,
                      interval_methods, left_out_text, measured_cells)
 
 BEST_STYLE = "bold green"
 FLAG_STYLE = "bold yellow"
+
+
+# ---- the machine's drift: one line at the top of `rpbench report` and at the end of `rpbench sweep` ----
+
+
+def drift_line(drift: Drift | None) -> Text:
+    """How far the machine itself drifted between rounds (its reference kernel), or that the run cannot say."""
+    return Text(drift_sentence(drift), style="bold" if drift is not None else "yellow")
+
+
+# ---- the report's tables ----
 
 
 @dataclass

@@ -115,3 +115,10 @@ def _render(renderable) -> str:
     console = Console(width=400, record=True)
     console.print(renderable)
     return console.export_text()
+
+
+def test_an_unstable_row_says_it_moved_beyond_the_machines_drift():
+    frame = _prepared([make_row(tokens=196, unstable=True, round_spread_pct=41.0, drift_pct=3.2),
+                       make_row(tokens=784, latency_ms_median=4.0, unstable=True, round_spread_pct=30.0)])
+    assert list(frame["flags"]) == ["unstable: passes 41 % apart, beyond the machine's drift (±3.2 %)",
+                                    "unstable: passes 30 % apart"]  # a row of a run without a reference kernel

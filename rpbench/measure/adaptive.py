@@ -4,9 +4,10 @@ or the extra rounds have used their time budget (`extra_time_pct` % of the time 
 
 The plan is Stein's two-stage procedure (see `core.intervals`): the passes a case needs are computed once, from the
 medians of its first `rounds` pooled passes, and its interval keeps their standard deviation, so stopping early
-or late never makes an interval look surer than it is. A sweep with a single round has no between-pass variance to
-plan from and gets no extra rounds, nor does one with 2 (`Timing.adaptive`: from two passes t has one degree of
-freedom and plans almost every case to `max_rounds`).
+or late never makes an interval look surer than it is. A case disturbed by other processes in every pass gets no
+extra rounds (it is flagged `disturbed`; more passes on a busy machine would only lengthen the sweep). A sweep
+with a single round has no between-pass variance to plan from and gets no extra rounds, nor does one with 2
+(`Timing.adaptive`: from two passes t has one degree of freedom and plans almost every case to `max_rounds`).
 """
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ class ExtraRounds:
         return self.timing.adaptive
 
     def goal(self, rounds: Sequence[Round]) -> int:
-        """The pooled passes a case's plan asks for (at least those it has when it has no plan)."""
+        """The pooled passes a case's plan asks for (at least those it has when it has no plan). A case disturbed
+        in every pass has none: it is flagged `disturbed` whatever more rounds on a busy machine would say."""
         pooled = pooled_rounds(rounds)
         first = pooled[:self.timing.rounds]
-        if not self.enabled or len(first) < MIN_PLAN_ROUNDS:
+        if not self.enabled or len(first) < MIN_PLAN_ROUNDS or all(r.disturbed for r in pooled):
             return len(pooled)
         planned = planned_passes([r.median for r in first], self.timing.target_ci_pct, self.timing.most_rounds)
         return max(len(pooled), planned)

@@ -3,6 +3,7 @@ in the middle of extra rounds: with a fake machine whose pass medians are set pe
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 
 import pytest
 
@@ -194,3 +195,14 @@ def test_a_real_sweep_times_the_reference_kernel_and_reports_the_drift(tmp_path)
     assert "this machine drifted ±" in said or "machine drift unknown" in said
     report = " ".join(invoke("report", str(out)).output.split())
     assert report.startswith("this machine drifted ±") or report.startswith("machine drift unknown")
+
+
+def test_a_case_disturbed_in_every_pass_gets_no_extra_rounds(machine, unlimited, monkeypatch):
+    """Other processes disturbed all three passes of `wide`: it is flagged `disturbed` and more rounds on a busy
+    machine would only lengthen the sweep."""
+    busy = Load(others_busy_cores=1.9, cores=2, own_threads=2, window_s=0.2)
+    real = FakeMachine._round
+    monkeypatch.setattr(FakeMachine, "_round", lambda self, case: replace(real(self, case), load=busy))
+    by_label, _ = _measure([_case("wide")], rounds=3, retries=0, target_ci_pct=5.0, max_rounds=6,
+                           extra_time_pct=1000)
+    assert len(by_label["wide"].rounds) == 3 and by_label["wide"].busy_machine

@@ -5,9 +5,10 @@ without pairing, fitted exponents, crossovers), which are recomputed per draw.
 Two levels. A case is timed in several passes interleaved across the suite, and the machine moves between them, so
 the unit is the pass: a case with k >= 2 pooled passes gets the random-effects t interval over the log medians of
 its passes (`PASS_T`: the drift between passes and each pass's own noise both inside it), drawn as
-exp(mean + s0/√k · T(k0 − 1)); a case with a single pass only has its samples to resample (`WITHIN_PASS`: a
-percentile bootstrap, the pass held fixed, the drift left out). See `core.intervals` for why this and not a
-bootstrap over 3 passes. Samples without a pass (old runs, hand-written rows) count as one pass.
+exp(mean + s0/√k · T(k0 − 1)); a case with a single pooled pass has its samples to resample, times the machine's
+measured drift where its row carries one (`PASS_DRIFT`), else alone (`WITHIN_PASS`: the pass held fixed, the drift
+left out). See `core.intervals` for why this and not a bootstrap over 3 passes. Samples without a pass (old runs,
+hand-written rows) count as one pass.
 
 Each case gets its own generator, seeded from SEED and its case_id: two reports of the same run print the same
 digits, and a case's interval does not change when other cases are added or filtered out. A case whose samples do
@@ -26,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.case import LEGACY_TIMING
-from ..core.intervals import (MIN_SAMPLES, PASS_T, RESAMPLES, SEED, WITHIN_PASS, Estimate, case_rng, half_width_pct,
-                              latency_estimate)
+from ..core.intervals import (MIN_SAMPLES, PASS_DRIFT, PASS_T, RESAMPLES, SEED, WITHIN_PASS, Estimate, case_rng,
+                              half_width_pct, latency_estimate)
 from ..core.intervals import percentile_interval as interval  # noqa: F401  (what speedups and scaling use)
 
 # Share of resamples that must agree with the measured crossover status before an interval is printed.
@@ -71,6 +72,7 @@ def median_draws(frame: pd.DataFrame, samples: pd.DataFrame | None, resamples: i
     timings = timed["timing"] if "timing" in timed else pd.Series(None, index=timed.index)
     for index, case_id, median, timing in zip(timed.index, timed["case_id"].astype(str), timed["latency_ms_median"],
                                               timings):
+        drift = _row_drift(timed, index)
         found = positions.get(case_id)
         if found is None or len(found) < MIN_SAMPLES:
             continue
@@ -80,7 +82,7 @@ def median_draws(frame: pd.DataFrame, samples: pd.DataFrame | None, resamples: i
         numbers = passes[found]
         order = list(dict.fromkeys(numbers))  # passes in the order taken (samples are written pass by pass)
         groups = [mine[numbers == number] for number in order]
-        estimate = latency_estimate(groups, first_stage(timing), case_id, resamples)
+        estimate = latency_estimate(groups, first_stage(timing), case_id, resamples, drift)
         if estimate is None:
             continue
         draws[index] = estimate.draws(resamples, case_rng(case_id, seed))
@@ -111,9 +113,18 @@ def with_latency_intervals(frame: pd.DataFrame, draws: Draws) -> pd.DataFrame:
     return out
 
 
+def _row_drift(rows: pd.DataFrame, index: Hashable) -> tuple[float, int] | None:
+    """(drift %, timings) a row carries, None when it has none (a run without a reference kernel)."""
+    if "drift_pct" not in rows or "drift_timings" not in rows:
+        return None
+    sd, count = rows.at[index, "drift_pct"], rows.at[index, "drift_timings"]
+    return None if pd.isna(sd) or pd.isna(count) else (float(sd), int(count))
+
+
 def weakest(methods: list[str]) -> str:
-    """The interval method of a statistic drawn from several cases: within-pass when any of them had one pass."""
-    return WITHIN_PASS if WITHIN_PASS in methods else PASS_T
+    """The interval method of a statistic drawn from several cases: the least complete of theirs (within-pass when
+    any had one pass and no drift, pass-drift when any had one pass with it)."""
+    return next((method for method in (WITHIN_PASS, PASS_DRIFT) if method in methods), PASS_T)
 
 
 def metric_draws(frame: pd.DataFrame, latency: Draws, metric_name: str) -> Draws:

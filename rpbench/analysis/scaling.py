@@ -33,9 +33,9 @@ def scaling_exponents(frame: pd.DataFrame, latency_draws: Draws | None = None) -
 
     The exponent is the least-squares slope through the rows' values. Its 95 % interval (`ci_method`): for latency,
     when every point has draws (see `bootstrap`), the percentile interval of the slope refitted to each draw
-    (`pass-t` when every point has several passes, so the drift between passes is inside; `within-pass` when one
-    has a single pass: how far measurement noise moves the fitted slope; whether the curve is a power law at all
-    is what R² says); otherwise, and always for memory and FLOPs (one number per case, nothing to resample), the
+    (`pass-t` when every point has several passes, so the drift between passes is inside; `pass-drift` /
+    `within-pass` when one has a single pass, with or without the machine's drift standing in: how far measurement
+    noise moves the fitted slope; whether the curve is a power law at all is what R² says); otherwise, and always for memory and FLOPs (one number per case, nothing to resample), the
     t-interval of the fit (`t`)."""
     records = []
     frame = _narrow(frame)

@@ -9,8 +9,8 @@ a whole round slows both passes of a pair and cancels; drift within a round stay
 the interval holds it either way. Needs two rounds in which both cases have a pooled pass.
 
 Otherwise: the ratio of the two rows' values, with the percentile interval of the ratio of both cases' independent
-draws (`pass-t` when both cases have several passes, `within-pass` when one has a single pass, whose drift is then
-missing: see `bootstrap`); without samples for both (old runs without samples.csv, the memory metric, several
+draws (`pass-t` when both cases have several passes; `pass-drift` when one has a single pass and the machine's
+drift stands in for its own, `within-pass` when there was none to stand in: see `bootstrap`); without samples for both (old runs without samples.csv, the memory metric, several
 baseline rows at one size) the ends of both p20–p80 spreads paired in the least favourable way, e.g. for latency
 baseline p20 / mechanism p80 up to baseline p80 / mechanism p20 (`p20-p80`).
 

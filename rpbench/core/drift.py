@@ -52,9 +52,11 @@ class Drift:
 
     @staticmethod
     def of(timings: Sequence[ReferenceTiming]) -> Drift | None:
-        """The drift of the undisturbed timings (all of them when every one was disturbed); None below
-        MIN_TIMINGS."""
-        usable = [t for t in timings if not t.disturbed and t.median_ms > 0] or [t for t in timings if t.median_ms > 0]
+        """The drift of the undisturbed timings (all of them when fewer than MIN_TIMINGS were undisturbed: on a
+        busy machine the drift then holds the disturbance, as it should); None below MIN_TIMINGS in all."""
+        measured = [t for t in timings if t.median_ms > 0]
+        usable = [t for t in measured if not t.disturbed]
+        usable = usable if len(usable) >= MIN_TIMINGS else measured
         if len(usable) < MIN_TIMINGS:
             return None
         medians = np.array([t.median_ms for t in usable])

@@ -23,8 +23,14 @@ passes from the first k0 alone and keeps s0 and t(k0 − 1) for the interval, wh
 (92–94 % against a noisy reference median in the same simulation, `benchmarks/noise_calibration.py` checks it on
 real runs). A row that was not extended has k = k0: the plain t interval.
 
-A row with a single pass has no between-pass variance to estimate: its interval is a percentile bootstrap of its
-samples (`WITHIN_PASS`, the pass held fixed), which leaves the machine's drift out, and says so.
+A row with a single pooled pass (`rounds = 1`, or the others disturbed by other processes and left out) has no
+between-pass variance of its own. Where the run measured the machine's drift (`core.drift`: the standard deviation
+σ of the reference kernel's log medians over m timings), that stands in for it (`PASS_DRIFT`): the pass's bootstrap
+medians times exp(σ · T), T Student t(m − 1) (the single pass is one draw of the pass effects whose spread the
+reference kernel measured). Without a drift the interval is the bootstrap alone (`WITHIN_PASS`, the pass held
+fixed), which leaves the machine's drift out, and says so. On a shared machine the first case is common: passes
+disturbed by other processes are left out, and a bootstrap of the one clean pass covered the reference median in
+about half the rows of `benchmarks/noise_calibration.py`.
 
 Draws. Speedups without pairing, fitted exponents and crossovers need the latency's distribution, not only its
 interval: `Estimate.draws` gives RESAMPLES values exp(mean + s0/√k · T) with T Student t(k0 − 1) variates, whose
@@ -46,9 +52,8 @@ SEED = 19  # GitHub issue 19: any fixed number does; changing it changes the las
 MIN_SAMPLES = 3  # fewer samples have no spread worth resampling
 
 PASS_T = "pass-t"  # random-effects t interval over the pass medians (both levels)
-WITHIN_PASS = "within-pass"  # one pass: bootstrap of its samples, the machine's drift left out
-METHOD_TEXT = {PASS_T: "t interval over the pass medians (drift between passes included)",
-               WITHIN_PASS: "bootstrap within its single pass (drift between passes not included)"}
+PASS_DRIFT = "pass-drift"  # one pass: bootstrap of its samples widened by the machine's measured drift
+WITHIN_PASS = "within-pass"  # one pass, no drift measured: bootstrap of its samples, the machine's drift left out
 
 
 # ---------------------------------------------------------------- distributions (numpy only, no scipy)
@@ -190,8 +195,8 @@ def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tu
 @dataclass(frozen=True)
 class Estimate:
     """A case's latency and how sure it is (see the module docstring). `method` is PASS_T (k >= 2 pooled passes:
-    `center` and `se` on the log scale, `df` = k0 − 1) or WITHIN_PASS (one pass: `within` holds its bootstrap
-    medians)."""
+    `center` and `se` on the log scale, `df` = k0 − 1), PASS_DRIFT or WITHIN_PASS (one pass: `within` holds its
+    bootstrap medians, times the drift's factors for PASS_DRIFT)."""
 
     method: str
     passes: int
@@ -203,7 +208,7 @@ class Estimate:
     def interval(self, confidence: float = CONFIDENCE, median: float | None = None) -> tuple[float, float]:
         """The interval in ms, widened (never narrowed) to hold the row's pooled `median` where given: the median
         of k passes lies within them, and a table must never print a value outside its own interval."""
-        if self.method == WITHIN_PASS:
+        if self.method != PASS_T:
             low, high = percentile_interval(self.within, confidence)
         else:
             half = student_t_quantile(0.5 + confidence / 2, self.df) * self.se
@@ -214,7 +219,7 @@ class Estimate:
 
     def draws(self, resamples: int, rng: np.random.Generator) -> np.ndarray:
         """RESAMPLES values of the latency, ms, distributed as the interval says."""
-        if self.method == WITHIN_PASS:
+        if self.method != PASS_T:
             return self.within
         logs = self.center + self.se * rng.standard_t(self.df, size=resamples)
         return np.exp(np.clip(logs, -700.0, 700.0))  # t with 1 df is Cauchy: keep its far tail finite
@@ -226,18 +231,23 @@ def half_width_pct(low: float, high: float, median: float) -> float:
 
 
 def latency_estimate(passes: Sequence[Sequence[float]], first_stage: int, case_id: str,
-                     resamples: int = RESAMPLES) -> Estimate | None:
+                     resamples: int = RESAMPLES, drift: tuple[float, int] | None = None) -> Estimate | None:
     """The Estimate of a case from the samples of its pooled passes, in the order taken; `first_stage` = k0, the
-    passes its extension was planned from (the sweep's rounds; all of them when that is unknown or < 2). None
-    without samples, or a single pass with fewer than MIN_SAMPLES."""
+    passes its extension was planned from (the sweep's rounds; all of them when that is unknown or < 2); `drift` =
+    (σ as a %, m timings) of the machine, for a single pass. None without samples, or a single pass with fewer
+    than MIN_SAMPLES."""
     kept = [np.asarray(p, dtype=float) for p in passes if len(p)]
     if not kept:
         return None
     if len(kept) == 1:
         if len(kept[0]) < MIN_SAMPLES:
             return None
-        medians = resampled_medians(kept[0], np.zeros(len(kept[0]), dtype=np.int64), resamples, case_rng(case_id))
-        return Estimate(WITHIN_PASS, 1, within=medians)
+        rng = case_rng(case_id)
+        medians = resampled_medians(kept[0], np.zeros(len(kept[0]), dtype=np.int64), resamples, rng)
+        if drift is None or not drift[1] >= 2 or not math.isfinite(drift[0]):
+            return Estimate(WITHIN_PASS, 1, within=medians)
+        factors = np.clip(drift[0] / 100 * rng.standard_t(int(drift[1]) - 1, size=resamples), -700.0, 700.0)
+        return Estimate(PASS_DRIFT, 1, within=medians * np.exp(factors))
     logs = np.log([float(np.median(p)) for p in kept])
     k0 = first_stage if 2 <= first_stage <= len(logs) else len(logs)
     spread = float(np.std(logs[:k0], ddof=1))

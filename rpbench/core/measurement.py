@@ -14,7 +14,7 @@ import numpy as np
 
 from .case import Case, Timing
 from .drift import Drift, pass_sd_pct, unstable
-from .intervals import PASS_T, Estimate, half_width_pct, latency_estimate
+from .intervals import Estimate, half_width_pct, latency_estimate
 from .gpu import ClockWindow, GpuReading, GpuTelemetry  # noqa: F401  (re-exported)
 from .passes import DISTURBED_MIN_CORES, Load, Round, pooled_rounds, round_spread_pct  # noqa: F401  (re-exported)
 from .schema import MEASURED_STATUSES
@@ -166,7 +166,8 @@ class Measurement:
         `timing.rounds` of them planned any extra ones."""
         passes = [r.samples for r in self.pooled] if self.rounds else [self.samples]
         first = self.timing.rounds if self.timing is not None else len(passes)
-        return latency_estimate(passes, first, self.case.case_id)
+        drift = None if self.drift is None else (self.drift.sd_pct, self.drift.timings)
+        return latency_estimate(passes, first, self.case.case_id, drift=drift)
 
     @property
     def latency_interval(self) -> tuple[float, float] | None:
@@ -185,7 +186,7 @@ class Measurement:
     def target_met(self) -> bool | None:
         """Whether the interval is within ±target_ci_pct; None without settings or without a between-pass interval
         (a single pass: its interval leaves the drift out, so no target can be met with it)."""
-        if self.ci_pct is None or self.timing is None or self.estimate.method != PASS_T:
+        if self.ci_pct is None or self.timing is None or self.estimate.passes < 2:
             return None
         return bool(self.ci_pct <= self.timing.target_ci_pct)
 

@@ -61,8 +61,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "latency_ms_ci_low": ("Float64", "low end of the 95 % interval of the median latency, ms (latency_ci_method)"),
     "latency_ms_ci_high": ("Float64", "high end of the 95 % interval of the median latency, ms"),
     "latency_ci_method": ("string", "pass-t: t interval over the log pass medians, drift between passes "
-                                    "included (core.intervals) | within-pass: one pass, bootstrap of its samples, "
-                                    "drift left out"),
+                                    "included (core.intervals) | pass-drift: one pass, bootstrap of its samples "
+                                    "widened by the machine's measured drift | within-pass: one pass, no drift "
+                                    "measured, bootstrap of its samples, drift left out"),
     "ci_pct": ("Float64", "(ci_high − ci_low) / 2 / median, %: the ± of the interval"),
     "target_met": ("boolean", "ci_pct <= [measure] target_ci_pct (after any extra rounds); empty for one pass"),
     "n_samples": ("Int64", "timed samples kept in samples.csv"),
@@ -74,6 +75,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "pass_sd_pct": ("Float64", "100 × standard deviation of the log pooled pass medians (≈ ± % between passes)"),
     "drift_pct": ("Float64", "the machine's drift when the row was written: 100 × standard deviation of the log "
                              "medians of the reference kernel (see run.json); empty for runs without one"),
+    "drift_timings": ("Int64", "the reference kernel timings drift_pct comes from"),
     "unstable": ("boolean", "the passes disagree beyond the machine's drift: round_spread_pct > 10 and an F test "
                             "(1 %) of pass_sd_pct against drift_pct and the passes' own noise (core.drift); without "
                             "a reference kernel: round_spread_pct > 25"),

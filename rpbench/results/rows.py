@@ -77,6 +77,7 @@ def row_of(measured: Measurement) -> dict[str, Any]:
         row.update(rounds=len(measured.pooled), round_spread_pct=measured.spread_pct, unstable=measured.unstable,
                    pass_sd_pct=measured.pass_sd_pct,
                    drift_pct=None if measured.drift is None else measured.drift.sd_pct,
+                   drift_timings=None if measured.drift is None else measured.drift.timings,
                    others_busy_cores=measured.load_peak("others_busy_cores"), retries=measured.retries,
                    gpu_others=None if gpu_others is None else int(gpu_others),
                    disturbed=measured.busy_machine)

@@ -21,8 +21,8 @@ SPEEDUP_NOTE = (f"Speedups are round-paired: case over baseline per round of the
                 f"when a case has a single pass, drift left out); {BAND_MARK} the p20–p80 ends paired least "
                 f"favourably (no samples). The interval column names the method.")
 # How each interval method reads in tables (the `interval` and `CI of k` columns): short, the columns are narrow.
-CI_NAMES = {"paired-t": "paired", "pass-t": "passes", "within-pass": "one pass", "t": "t", "p20-p80": "p20–p80",
-            "bootstrap": "bootstrap"}
+CI_NAMES = {"paired-t": "paired", "pass-t": "passes", "pass-drift": "one pass+drift", "within-pass": "one pass",
+            "t": "t", "p20-p80": "p20–p80", "bootstrap": "bootstrap"}
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:

@@ -1,88 +1,130 @@
-"""Bootstrap intervals from the kept timed samples (samples.csv), numpy only and seeded.
+"""Intervals from the kept timed samples (samples.csv), numpy only and seeded: every case's latency as
+`core.intervals` estimates it, and RESAMPLES draws of it for the statistics built on several cases (speedups
+without pairing, fitted exponents, crossovers), which are recomputed per draw.
 
-Why a bootstrap: a case's headline number is the median of its pooled samples, and the speedups, exponents and
-crossovers built on medians have no textbook error formula. Resampling the samples and recomputing the statistic
-shows how far it moves with the measurement noise the run actually had.
-
-Scheme (stratified by pass): a case is timed in one or more passes (`round` in samples.csv), interleaved across the
-suite. Samples inside one pass share its machine state (clocks, cache, other processes) and are not independent of
-each other's pass, so they are never mixed across passes: each resample draws, with replacement, as many samples
-from every pass as that pass kept, pools them and takes the median, exactly as the row's median was made. The passes
-themselves are held fixed (a run has 1 to 5 of them, too few to resample); a case whose passes disagree by more
-than 25 % is flagged `unstable` and left out of speedups, fits and crossovers anyway. Samples without a pass (old
-runs, hand-written rows) count as one pass.
+Two levels. A case is timed in several passes interleaved across the suite, and the machine moves between them, so
+the unit is the pass: a case with k >= 2 pooled passes gets the random-effects t interval over the log medians of
+its passes (`PASS_T`: the drift between passes and each pass's own noise both inside it), drawn as
+exp(mean + s0/√k · T(k0 − 1)); a case with a single pooled pass has its samples to resample, times the machine's
+measured drift where its row carries one (`PASS_DRIFT`), else alone (`WITHIN_PASS`: the pass held fixed, the drift
+left out). See `core.intervals` for why this and not a bootstrap over 3 passes. Samples without a pass (old runs,
+hand-written rows) count as one pass.
 
 Each case gets its own generator, seeded from SEED and its case_id: two reports of the same run print the same
-digits, and a case's interval does not change when other cases are added or filtered out. 95 % percentile
-intervals from RESAMPLES draws. A case whose samples do not reproduce its row's median (a samples.csv that is not
-this row's) gets no draws: its intervals fall back to the p20–p80 pairing, and say so.
+digits, and a case's interval does not change when other cases are added or filtered out. A case whose samples do
+not reproduce its row's median (a samples.csv that is not this row's) gets no draws: its intervals fall back to
+the p20–p80 pairing, and say so.
+
+Every case also keeps the log median of each pass by the round of the sweep it was taken in (`Draws.rounds`): two
+cases timed in the same rounds are paired for their speedup (`speedups`).
 """
 from __future__ import annotations
 
-import zlib
+import json
 from typing import Hashable
 
 import numpy as np
 import pandas as pd
 
-RESAMPLES = 1000
-SEED = 19  # GitHub issue 19: any fixed number does; changing it changes the last digit of some intervals
-CONFIDENCE = 0.95
-MIN_SAMPLES = 3  # fewer samples have no spread worth resampling
+from ..core.case import LEGACY_TIMING
+from ..core.intervals import (MIN_SAMPLES, PASS_DRIFT, PASS_T, RESAMPLES, SEED, WITHIN_PASS, Estimate, case_rng,
+                              half_width_pct, latency_estimate)
+from ..core.intervals import percentile_interval as interval  # noqa: F401  (what speedups and scaling use)
+
 # Share of resamples that must agree with the measured crossover status before an interval is printed.
 AGREEMENT = 0.95
 
-Draws = dict[Hashable, np.ndarray]  # frame index -> RESAMPLES bootstrap values of one case
+
+class Draws(dict):
+    """Frame index -> RESAMPLES values of one case's latency, ms. `methods[index]` says how they were drawn (PASS_T
+    or WITHIN_PASS), `estimates[index]` is the case's Estimate, `rounds[index]` maps the round of the sweep of each
+    pooled pass (its pass number in runs from before rounds were recorded) to the log of its median."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.methods: dict[Hashable, str] = {}
+        self.estimates: dict[Hashable, Estimate] = {}
+        self.rounds: dict[Hashable, dict[int, float]] = {}
+
+
+def first_stage(timing: object) -> int:
+    """k0 of a row: the regular rounds its `timing` JSON says it was planned with (1 for rows from before rounds)."""
+    try:
+        return int({**LEGACY_TIMING, **json.loads(str(timing))}["rounds"])
+    except (ValueError, TypeError, KeyError):
+        return 0  # unknown: every pooled pass counts (see latency_estimate)
 
 
 def median_draws(frame: pd.DataFrame, samples: pd.DataFrame | None, resamples: int = RESAMPLES,
                  seed: int = SEED) -> Draws:
-    """Bootstrap medians of latency (ms) per timed row of `frame` (stratified by pass, see the module docstring)."""
+    """Draws of the latency (ms) of every timed row of `frame` whose samples reproduce its median."""
+    draws = Draws()
     if samples is None or samples.empty or "latency_ms" not in samples:
-        return {}
+        return draws
     kept = samples[samples["latency_ms"].notna() & samples["case_id"].notna()]
     values = kept["latency_ms"].to_numpy(dtype=float)
     passes = (kept["round"].astype("Int64").fillna(-1) if "round" in kept else pd.Series(-1, index=kept.index))
     passes = passes.to_numpy(dtype=np.int64)
+    sweep = kept["sweep_round"].astype("Int64") if "sweep_round" in kept else pd.Series(pd.NA, index=kept.index)
+    sweep = sweep.fillna(pd.Series(passes, index=kept.index)).to_numpy(dtype=np.int64)
     positions = kept.groupby(kept["case_id"].astype(str)).indices
-    draws: Draws = {}
     timed = frame[frame["ok"] & frame["latency_ms_median"].notna()]
-    for index, case_id, median in zip(timed.index, timed["case_id"].astype(str), timed["latency_ms_median"]):
+    timings = timed["timing"] if "timing" in timed else pd.Series(None, index=timed.index)
+    for index, case_id, median, timing in zip(timed.index, timed["case_id"].astype(str), timed["latency_ms_median"],
+                                              timings):
+        drift = _row_drift(timed, index)
         found = positions.get(case_id)
         if found is None or len(found) < MIN_SAMPLES:
             continue
-        mine, rounds = values[found], passes[found]
+        mine = values[found]
         if not np.isclose(np.median(mine), float(median), rtol=1e-6, atol=0.0):
             continue  # not this row's samples: no interval from them
-        rng = np.random.default_rng([seed, zlib.crc32(case_id.encode("utf-8"))])
-        draws[index] = _resampled_medians(mine, rounds, resamples, rng)
+        numbers = passes[found]
+        order = list(dict.fromkeys(numbers))  # passes in the order taken (samples are written pass by pass)
+        groups = [mine[numbers == number] for number in order]
+        estimate = latency_estimate(groups, first_stage(timing), case_id, resamples, drift, seed)
+        if estimate is None:
+            continue
+        draws[index] = estimate.draws(resamples, case_rng(case_id, seed))
+        draws.methods[index], draws.estimates[index] = estimate.method, estimate
+        by_round: dict[int, list[float]] = {}
+        mine_sweep = sweep[found]
+        for number, group in zip(order, groups):
+            by_round.setdefault(int(mine_sweep[numbers == number][0]), []).append(float(np.log(np.median(group))))
+        draws.rounds[index] = {key: float(np.mean(logs)) for key, logs in sorted(by_round.items())}
     return draws
 
 
-def _resampled_medians(values: np.ndarray, passes: np.ndarray, resamples: int,
-                       rng: np.random.Generator) -> np.ndarray:
-    """Medians of `resamples` stratified resamples, computed on ranks: the samples are sorted once, each resample
-    draws (small-integer) ranks within every pass, and one partition per resample finds the middle rank(s). The
-    same number as np.median of the drawn values (ranks order like the values they stand for), at a fraction of
-    the cost: sorting floats per resample took most of a report's time."""
-    order = np.argsort(values, kind="stable")
-    ordered, passes = values[order], passes[order]
-    count = len(ordered)
-    dtype = np.int16 if count < 2**15 else np.int64
-    ranks = np.empty((resamples, count), dtype=dtype)
-    taken = np.unique(passes)
-    start = 0
-    for one in taken:
-        mine = np.flatnonzero(passes == one).astype(dtype)  # ranks, in the pooled order, of this pass's samples
-        drawn = rng.integers(0, len(mine), size=(resamples, len(mine)), dtype=dtype)
-        ranks[:, start:start + len(mine)] = drawn if len(taken) == 1 else mine.take(drawn)
-        start += len(mine)
-    middle = (count - 1) // 2
-    ranks.partition(middle, axis=1)  # one kth: several kth at once cost five times as much
-    lower = ordered[ranks[:, middle]]
-    if count % 2:
-        return lower
-    return (lower + ordered[ranks[:, middle + 1:].min(axis=1)]) / 2
+def with_latency_intervals(frame: pd.DataFrame, draws: Draws) -> pd.DataFrame:
+    """`frame` with latency_ms_ci_low / _high, latency_ci_method and ci_pct filled from the samples for rows that
+    do not carry them (runs from before rows had them): the same numbers a sweep writes today."""
+    out = frame.copy()
+    for column, dtype in (("latency_ms_ci_low", "Float64"), ("latency_ms_ci_high", "Float64"),
+                          ("latency_ci_method", "string"), ("ci_pct", "Float64")):
+        if column not in out:
+            out[column] = pd.Series(pd.NA, index=out.index, dtype=dtype)
+    missing = [index for index in draws.estimates if pd.isna(out.at[index, "latency_ms_ci_low"])]
+    for index in missing:
+        median = float(out.at[index, "latency_ms_median"])
+        low, high = draws.estimates[index].interval(median=median)
+        out.loc[index, ["latency_ms_ci_low", "latency_ms_ci_high"]] = [low, high]
+        out.at[index, "latency_ci_method"] = draws.methods[index]
+        out.at[index, "ci_pct"] = half_width_pct(low, high, median)
+    return out
+
+
+def _row_drift(rows: pd.DataFrame, index: Hashable) -> tuple[float, int] | None:
+    """(drift %, timings) a row carries, None when it has none (a run without a reference kernel)."""
+    if "drift_pct" not in rows or "drift_timings" not in rows:
+        return None
+    sd, count = rows.at[index, "drift_pct"], rows.at[index, "drift_timings"]
+    return None if pd.isna(sd) or pd.isna(count) else (float(sd), int(count))
+
+
+def weakest(methods: list[str]) -> str:
+    """The interval method of a statistic drawn from several cases: the least complete of theirs (within-pass when
+    any had one pass and no drift, pass-drift when any had one pass with it)."""
+    return next((method for method in (WITHIN_PASS, PASS_DRIFT) if method in methods), PASS_T)
 
 
 def metric_draws(frame: pd.DataFrame, latency: Draws, metric_name: str) -> Draws:
@@ -90,21 +132,13 @@ def metric_draws(frame: pd.DataFrame, latency: Draws, metric_name: str) -> Draws
     latency, per second: `Measurement.throughput_img_s`); memory is one number per case and has none."""
     if metric_name == "latency":
         return latency
+    found = Draws()
     if metric_name == "throughput":
         batch = frame["batch"]
-        return {index: float(batch[index]) * 1e3 / draws for index, draws in latency.items()
-                if pd.notna(batch[index]) and batch[index] > 0}
-    return {}
-
-
-def interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile interval of the finite draws; (nan, nan) when none."""
-    finite = draws[np.isfinite(draws)]
-    if not len(finite):
-        return float("nan"), float("nan")
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(finite, [tail, 1 - tail])
-    return float(low), float(high)
+        found.update({index: float(batch[index]) * 1e3 / draws for index, draws in latency.items()
+                      if pd.notna(batch[index]) and batch[index] > 0})
+        found.methods = {index: method for index, method in getattr(latency, "methods", {}).items() if index in found}
+    return found
 
 
 def stacked(rows: pd.DataFrame, draws: Draws) -> np.ndarray | None:

@@ -1,8 +1,10 @@
 """The same cases in two runs, matched by case_id, with regressions told apart from noise.
 
-A change counts only when it exceeds the relative threshold AND the two runs' p20–p80 bands do not overlap,
-so a noisy case cannot fail a gate on its own spread. A case flagged in either run (disturbed, unstable,
-throttled, implausible: see `flags`) gets the verdict "flagged", never "regression". `run_differences` says what
+A change counts only when it exceeds the relative threshold AND the two rows' 95 % intervals do not overlap
+(latency_ms_ci_low/high, which hold the drift between passes; the p20–p80 bands where a row has none: older runs,
+the memory metric), so a noisy case, or a machine that drifted between the runs, cannot fail a gate on its own. A
+case flagged in either run (disturbed, unstable, throttled, implausible: see `flags`) gets the verdict "flagged",
+never "regression". `run_differences` says what
 else differs between the runs (device, torch, timer, rounds): numbers from different setups are not comparable.
 """
 from __future__ import annotations
@@ -19,6 +21,8 @@ from .metrics import Metric
 from .table import prepare
 
 VERDICTS = ("regression", "improvement", "flagged", "unchanged", "only in A", "only in B")
+INTERVAL = "95 % intervals"
+BAND = "p20–p80 spread"
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Comparison:
     cases: pd.DataFrame
     metric: Metric
     threshold_pct: float
+    spread: str = BAND  # what a change had to clear beside the threshold
 
     def counts(self) -> dict[str, int]:
         found = self.cases["verdict"].value_counts()
@@ -50,7 +55,7 @@ class Comparison:
             f"{regressions} regression{'s' * (regressions != 1)}, {improvements} improvement{'s' * (improvements != 1)}, "
             f"{counts['unchanged']} unchanged, {counts['flagged']} flagged (left out), {counts['only in A']} only in A, "
             f"{counts['only in B']} only in B ({self.metric.label}, threshold {self.threshold_pct:g} % beyond the "
-            f"p20–p80 spread)"
+            f"{self.spread})"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -59,9 +64,15 @@ class Comparison:
                 "counts": self.counts(), "cases": cases.to_dict(orient="records")}
 
 
+def _spread(prepared: pd.DataFrame, metric: Metric) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(low, high, which) per row: its 95 % interval where it has one (latency, throughput), else p20–p80."""
+    low, high, has = metric.interval(prepared)
+    return low, high, pd.Series(BAND, index=prepared.index).where(~has, INTERVAL)
+
+
 def _side(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     prepared = prepare(frame)
-    low, high = metric.band(prepared)
+    low, high, which = _spread(prepared, metric)
     side = pd.DataFrame(
         {
             "case_id": prepared["case_id"].astype(str),
@@ -73,6 +84,7 @@ def _side(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
             "value": prepared[metric.column].astype("Float64"),
             "low": low.astype("Float64").fillna(prepared[metric.column].astype("Float64")),
             "high": high.astype("Float64").fillna(prepared[metric.column].astype("Float64")),
+            "spread": which,
         }
     )
     return side.drop_duplicates("case_id", keep="last").set_index("case_id")
@@ -95,7 +107,8 @@ def _judge(a: pd.Series, b: pd.Series, metric: Metric, threshold_pct: float) -> 
         return "unchanged", f"{change:+.1f} %, within threshold"
     went_up = change > 0
     if not (b["low"] > a["high"] if went_up else b["high"] < a["low"]):
-        return "unchanged", f"{change:+.1f} %, within p20–p80 spread"
+        spreads = INTERVAL if a["spread"] == b["spread"] == INTERVAL else BAND
+        return "unchanged", f"{change:+.1f} %, within {spreads}"
     return ("improvement" if went_up == metric.higher_is_better else "regression"), f"{change:+.1f} %"
 
 
@@ -138,7 +151,10 @@ def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, t
     cases["ratio"] = cases["value_b"] / cases["value_a"]
     order = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
     cases = cases.sort_values(["verdict", "series", "tokens"], key=lambda s: s.map(order) if s.name == "verdict" else s)
-    return Comparison(cases.reset_index(drop=True), metric, threshold_pct)
+    used = set(side_a["spread"]) | set(side_b["spread"])
+    spread = (INTERVAL if used == {INTERVAL} else BAND if INTERVAL not in used
+              else f"{INTERVAL} ({BAND} where a row has none)")
+    return Comparison(cases.reset_index(drop=True), metric, threshold_pct, spread)
 
 
 def _timing_rounds(frame: pd.DataFrame) -> set[int]:

@@ -1,8 +1,9 @@
 """Which rows must not be believed, and why: every row gets `flags` (reasons, "; "-joined) and `flagged`.
 
 A row is flagged when its output is `inaccurate` (its status: rel_err above the dtype's tolerance), when other
-processes disturbed every pass pooled into it (`disturbed`), its passes disagree
-(`unstable`), a GPU clock limit was active (`throttled`), or it is implausible within its curve: latency that falls
+processes disturbed every pass pooled into it (`disturbed`), its passes disagree by more than the machine's own
+drift explains (`unstable`, see `core.drift`), a GPU clock limit was active (`throttled`), or it is implausible
+within its curve: latency that falls
 by more than IMPLAUSIBLE_DROP× while tokens and FLOPs grow. Fits, crossovers, speedups and compare leave flagged
 rows out and say how many. `noisy` (a wide IQR) is marked in every table but does not flag a row: a sub-millisecond
 CPU case is often noisy yet right, and its spread already widens every interval built from it.
@@ -32,6 +33,15 @@ def _disturbed_reason(row: pd.Series) -> str:
     if pd.notna(row.get("gpu_others")) and row["gpu_others"]:
         parts.append(f"{int(row['gpu_others'])} other process(es) on the GPU")
     return "disturbed: " + (" and ".join(parts) or "other processes were busy")
+
+
+def _unstable_reason(row: pd.Series) -> str:
+    spread, drift = row.get("round_spread_pct"), row.get("drift_pct")
+    if pd.isna(spread):
+        return "unstable"
+    if pd.isna(drift):
+        return f"unstable: passes {spread:.0f} % apart"
+    return f"unstable: passes {spread:.0f} % apart, beyond the machine's drift (±{drift:.1f} %)"
 
 
 def implausible_pairs(frame: pd.DataFrame) -> dict[int, str]:
@@ -77,8 +87,7 @@ def flag_rows(frame: pd.DataFrame) -> pd.DataFrame:
     for index, row in frame[frame["ok"] & _true(frame, "disturbed")].iterrows():
         add(index, "disturbed", _disturbed_reason(row))
     for index, row in frame[frame["ok"] & _true(frame, "unstable")].iterrows():
-        add(index, "unstable", f"unstable: passes {row['round_spread_pct']:.0f} % apart"
-            if pd.notna(row.get("round_spread_pct")) else "unstable")
+        add(index, "unstable", _unstable_reason(row))
     for index in frame[frame["ok"] & _true(frame, "throttled")].index:
         add(index, "throttled", "throttled: GPU clocks were pulled down in every pass")
     implausible = implausible_pairs(frame)

@@ -3,10 +3,11 @@ a 95 % interval, judged by the rules of `compare`.
 
 The speedup is the one `speedups` computes against a baseline mechanism, with the first run's row of the case as
 the baseline (> 1: this run is better than the first): the ratio of the two medians, its interval from the
-bootstrap draws of both rows where both have samples, else the p20–p80 ends paired least favourably. The draws of
+draws of both rows' latency where both have samples (see `bootstrap`: the drift between passes inside), else the p20–p80 ends paired least favourably. The draws of
 the two runs must be independent (two runs share no pass), yet `bootstrap` seeds a case by its case_id, which both
 runs share: the other run's draws are made again with the seed moved by its position among the runs. Flagged rows get none. The verdict per case and run is `compare_runs` of the
-first run and that run: a change counts only beyond the threshold and beyond both p20–p80 spreads, a flagged
+first run and that run: a change counts only beyond the threshold and beyond both rows' 95 % intervals (p20–p80 spreads where a row has
+none), a flagged
 case is "flagged", a status change is judged as in `rpbench compare A B`.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .bootstrap import SEED, median_draws
+from .bootstrap import SEED, Draws, median_draws
 from .compare import Comparison, compare_runs
 from .metrics import Metric
 from .runs import AnalysedRun
@@ -58,10 +59,13 @@ def versus_first(first: AnalysedRun, other: AnalysedRun, metric: Metric, positio
     pair = pd.concat([a.assign(mechanism=_FIRST), b.assign(mechanism=_OTHER)], ignore_index=True)
     pair["_context"], pair["_size"] = pair["case_id"].astype(str), ""
     own = median_draws(other.analysis.frame, other.samples, seed=SEED + position)
-    draws = {}
+    draws = Draws()  # no rounds: two runs share none, so nothing pairs and the draws are independent
     for offset, (rows, source) in enumerate(((a, first.analysis.draws), (b, own))):
         start = 0 if offset == 0 else len(a)
-        draws.update({start + i: source[old] for i, old in enumerate(rows.index) if old in source})
+        for i, old in enumerate(rows.index):
+            if old in source:
+                draws[start + i] = source[old]
+                draws.methods[start + i] = source.methods.get(old, "")
     found = speedups(pair, _FIRST, metric, draws).iloc[len(a):]
     found.index = b["case_id"].astype(str).to_numpy()
     return found

@@ -30,6 +30,20 @@ class Metric:
             return value * median / frame["latency_ms_p80"], value * median / frame["latency_ms_p20"]
         return value, value
 
+    def interval(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """(low, high, has) per row: its 95 % interval where it has one (latency_ms_ci_low/high, which hold the
+        drift between passes; throughput from them, batch / latency), else the p20–p80 `band`; `has` says which."""
+        low, high = self.band(frame)
+        if self.name not in ("latency", "throughput") or "latency_ms_ci_low" not in frame:
+            return low, high, pd.Series(False, index=frame.index)
+        ci_low = frame["latency_ms_ci_low"].astype("Float64")
+        ci_high = frame["latency_ms_ci_high"].astype("Float64")
+        if self.name == "throughput":  # batch / latency: the slow end is the latency's high end
+            work = frame[self.column].astype("Float64") * frame["latency_ms_median"].astype("Float64")
+            ci_low, ci_high = work / ci_high, work / ci_low
+        has = (ci_low.notna() & ci_high.notna()).astype(bool)
+        return low.where(~has, ci_low), high.where(~has, ci_high), has
+
 
 METRICS = {
     "latency": Metric("latency", METRIC_COLUMNS["latency"], "latency", "ms", higher_is_better=False),

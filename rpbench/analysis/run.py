@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from .bootstrap import Draws, median_draws
+from .bootstrap import Draws, median_draws, with_latency_intervals
 from .metrics import Metric, get_metric
 from .scaling import crossovers, scaling_exponents
 from .summary import case_summary
@@ -24,19 +24,21 @@ class RunAnalysis:
     summary: pd.DataFrame  # case_summary: rows + efficiency + speedups, in display order
     exponents: pd.DataFrame
     crossings: pd.DataFrame
-    draws: Draws = field(default_factory=dict)  # bootstrap medians of latency per row of `frame` (see bootstrap)
+    draws: Draws = field(default_factory=Draws)  # draws of the median latency of latency per row of `frame` (see bootstrap)
 
 
 def analyse_run(frame: pd.DataFrame, env: Mapping[str, Any], baseline: str | None = None,
                 metric: str = "latency", samples: pd.DataFrame | None = None) -> RunAnalysis:
     """`samples` (samples.csv as the store reads it) gives speedups, latency exponents and crossovers their
-    bootstrap intervals (see `bootstrap`); without it they fall back to the p20–p80 pairing and t-intervals.
+    intervals (two levels, and speedups paired by round: see `bootstrap`, `speedups`), and rows that lack a
+    latency interval (older runs) theirs; without it they fall back to the p20–p80 pairing and t-intervals.
 
     Raises AnalysisError with one line for an unknown metric or a baseline the run does not have."""
     chosen_metric = get_metric(metric)
     prepared = prepare(frame)
     chosen = resolve_baseline(prepared, baseline)
     draws = median_draws(prepared, samples)
+    prepared = with_latency_intervals(prepared, draws)
     return RunAnalysis(
         frame=prepared,
         env=env,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bootstrap import AGREEMENT, Draws, crossover_draws, interval, metric_draws, slope_draws, stacked
+from .bootstrap import AGREEMENT, Draws, crossover_draws, interval, metric_draws, slope_draws, stacked, weakest
 from .statistics import fit_power_law
 from .metrics import Metric
 
@@ -32,9 +32,10 @@ def scaling_exponents(frame: pd.DataFrame, latency_draws: Draws | None = None) -
     counts them per curve). `line` names the curve with its facet (dtype, mode) when the run mixes them.
 
     The exponent is the least-squares slope through the rows' values. Its 95 % interval (`ci_method`): for latency,
-    when every point has bootstrap draws, the percentile interval of the slope refitted to each resample
-    (`bootstrap`: how far measurement noise moves the fitted slope; whether the curve is a power law at all is
-    what R² says); otherwise, and always for memory and FLOPs (one number per case, nothing to resample), the
+    when every point has draws (see `bootstrap`), the percentile interval of the slope refitted to each draw
+    (`pass-t` when every point has several passes, so the drift between passes is inside; `pass-drift` /
+    `within-pass` when one has a single pass, with or without the machine's drift standing in: how far measurement
+    noise moves the fitted slope; whether the curve is a power law at all is what R² says); otherwise, and always for memory and FLOPs (one number per case, nothing to resample), the
     t-interval of the fit (`t`)."""
     records = []
     frame = _narrow(frame)
@@ -56,7 +57,8 @@ def scaling_exponents(frame: pd.DataFrame, latency_draws: Draws | None = None) -
             low, high, method = (nan, nan, None) if fit is None else (fit.ci_low, fit.ci_high, "t")
             drawn = stacked(usable, latency_draws or {}) if quantity == "latency" and fit is not None else None
             if drawn is not None:
-                (low, high), method = interval(slope_draws(usable["tokens"].to_numpy(float), drawn)), "bootstrap"
+                low, high = interval(slope_draws(usable["tokens"].to_numpy(float), drawn))
+                method = weakest([latency_draws.methods.get(index, "") for index in usable.index])
             records.append(
                 {
                     "context": first["context"],
@@ -148,8 +150,9 @@ def _resampled(base: pd.DataFrame, mech: pd.DataFrame, draws: Draws, found: Cros
     low, high = nan, nan
     if found.status == "crossover" and agree >= AGREEMENT:
         low, high = interval(tokens[status == "crossover"])
+    methods = getattr(draws, "methods", {})
     return {"tokens_low": low, "tokens_high": high, "agree": agree, "other": rest.index[0] if len(rest) else None,
-            "ci_method": "bootstrap"}
+            "ci_method": weakest([methods.get(index, "") for index in (*base.index, *mech.index)])}
 
 
 def crossovers(frame: pd.DataFrame, baseline: str, metric: Metric, latency_draws: Draws | None = None) -> pd.DataFrame:

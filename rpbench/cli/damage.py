@@ -9,8 +9,9 @@ from .app import err_console
 _REPORTED = {"env.json": "the environment (versions, the command, measured ceilings: no % of measured ceiling)",
              "samples.csv": "the bootstrap intervals (speedups fall back to the p20–p80 pairing, marked †, exponents "
                             "to t-intervals)",
-             "run.json": "nothing shown here (it says which sweep the dir holds: `rpbench sweep --resume` refuses the "
-                         "dir)",
+             "run.json": "nothing shown here (the machine's drift is read from reference.csv instead; run.json says "
+                         "which sweep the dir holds: `rpbench sweep --resume` refuses the dir)",
+             "reference.csv": "the drift line where run.json lacks it (each row keeps the drift it was written with)",
              "rounds.csv": "nothing shown here (it keeps every timed pass: `rpbench sweep --resume` refuses the dir)"}
 LEFT_OUT = {"report": _REPORTED, "export": _REPORTED,
             "compare": {**_REPORTED, "env.json": "the check that both runs used the same torch"},

@@ -51,6 +51,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the row (or the --max-batch search) as JSON."),
 ) -> None:
     """Measure one case and print its row (flags included: disturbed, unstable, noisy, inaccurate)."""
+    from ..machine.reference import ReferenceClock
     from ..measure.rounds import measure_in_rounds
     from ..views.terminal import row_table
 
@@ -66,7 +67,9 @@ def run(
         _max_batch(case, timing, batch_limit, as_json)
         return
     measured: list = []
-    measure_in_rounds([case], timing, "run", measured.append)
+    clock = ReferenceClock(case.device, record=lambda timing: None)  # the row's drift, as in a sweep
+    measure_in_rounds([case], timing, "run", measured.append, clock=clock)
+    clock.close()
     row = row_of(measured[0])
     if as_json:
         typer.echo(json.dumps(row, default=str, indent=2))

@@ -63,7 +63,7 @@ def report_command(
     single_run_only(labels, **{"--out": out})
     run = store.load_run(paths[0])
     analysed = analyse_run(run.frame, run.env, baseline, plain(metric), samples=run.samples)
-    for part in terminal_report(analysed, layout_width(), cases).parts():
+    for part in terminal_report(analysed, layout_width(), cases, store.run_drift(run.directory)).parts():
         console.print(part)
     warn_damage(run, "report")
     if html:
@@ -134,7 +134,8 @@ def compare_command(
                                       "...; globs too). Three runs or more: every case's speedup over A in each.",
                                       metavar="RUN"),
     threshold: float = typer.Option(
-        5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both runs' p20–p80 spread, to count."
+        5.0, "--threshold", help="Relative change (%, 0 to 1e6) a case must exceed, beyond both rows' 95 % intervals "
+        "(their p20–p80 spread where a row has none), to count."
     ),
     metric: MetricName = typer.Option("latency", "--metric", help=f"What to compare: {METRIC_HELP}."),
     fail_on_regression: bool = typer.Option(

@@ -162,19 +162,22 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     from ..analysis import analyse_run
     from ..measure.sweep import run_sweep
     from ..results import store
+    from ..views.terminal import drift_line
     from ..views.terminal_grid import flag_lines, grids_view
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console,
     )
-    rounds = loaded.timing.rounds
+    rounds, timing = loaded.timing.rounds, loaded.timing
+    extra = (f" (up to {timing.most_rounds} for a ±{timing.target_ci_pct:g} % interval)"
+             if timing.adaptive else "")
 
     def on_ready() -> None:
         """Once the run dir is open (every refusal of it is one error line, before any of this): what will run, and
         the warnings about the suite and the machine."""
         console.print(Text.assemble((loaded.name, "bold"), f": {len(cases)} cases × {rounds} "
-                                    f"round{'s' * (rounds != 1)} -> {run_dir}"
+                                    f"round{'s' * (rounds != 1)}{extra} -> {run_dir}"
                                     + (f" (one worker on each of GPUs {', '.join(gpus)})" if gpus else "")))
         for line in loaded.warnings:
             err_console.print(Text(f"warning: {line}", style="yellow"), soft_wrap=True)
@@ -192,6 +195,9 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
         line = Text(f"  {measured.case.describe()}: ")
         if measured.timed:
             line.append(f"{measured.stats.median:.4g} ms")
+            if measured.ci_pct is not None:
+                line.append(f" ±{measured.ci_pct:.0f} %" + (f" ({len(measured.pooled)} rounds)"
+                                                             if len(measured.pooled) > rounds else ""))
             if not measured.ok:
                 line.append(f" {measured.status}: {measured.note or ''}", style="yellow")
             for flag in _row_flags(measured):
@@ -219,6 +225,7 @@ def _sweep_with_progress(loaded, cases: list[Case], run_dir: Path, record, resum
     analysed = analyse_run(run.frame, run.env)  # no samples: the grid needs no bootstrap
     for part in [*grids_view(analysed, layout_width()), *flag_lines(analysed.summary)]:
         console.print(part)
+    console.print(drift_line(outcome.drift))
     if analysed.frame["disturbed"].fillna(False).astype(bool).any():
         _name_the_busiest()
     if report:

@@ -13,18 +13,16 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .case import Case, Timing
+from .drift import Drift, pass_sd_pct, unstable
+from .intervals import Estimate, half_width_pct, latency_estimate
 from .gpu import ClockWindow, GpuReading, GpuTelemetry  # noqa: F401  (re-exported)
+from .passes import DISTURBED_MIN_CORES, Load, Round, pooled_rounds, round_spread_pct  # noqa: F401  (re-exported)
 from .schema import MEASURED_STATUSES
 
 # A case whose interquartile range exceeds this share of its median is flagged `noisy`.
 NOISY_IQR_PCT = 10.0
 # An eager CUDA case is `launch_bound` when enqueueing one call takes at least this share of its synchronised time.
 LAUNCH_BOUND_SHARE = 0.5
-# A case whose round medians lie further apart than this share of its pooled median is flagged `unstable`.
-UNSTABLE_ROUNDS_PCT = 25.0
-# A timed window is `disturbed` when other processes kept at least this many cores busy during it AND there were not
-# enough idle cores for them and the case's own threads together (see `Load.reasons`).
-DISTURBED_MIN_CORES = 0.25
 
 
 @dataclass(frozen=True)
@@ -87,83 +85,6 @@ class ModelCosts:
 
 
 @dataclass(frozen=True)
-class Load:
-    """What other processes did during one timed window (warm-up and samples), read outside every timed call.
-
-    `others_busy_cores`: cores other processes kept busy on average (all CPU time from /proc/stat minus this
-    process's own); `gpu_others`: other processes seen on the GPU at the window's start or end. None where the
-    machine cannot tell (no /proc/stat, no NVML).
-    """
-
-    others_busy_cores: float | None
-    cores: int
-    own_threads: int
-    window_s: float
-    gpu_others: int | None = None
-
-    def reasons(self) -> tuple[str, ...]:
-        """Why this window is disturbed (empty when it is not)."""
-        found = []
-        busy = self.others_busy_cores
-        if busy is not None and busy >= DISTURBED_MIN_CORES and busy + self.own_threads > self.cores:
-            found.append(f"other processes kept {busy:.2f} of {self.cores} cores busy "
-                         f"({self.own_threads} thread{'s' * (self.own_threads != 1)} of ours)")
-        if self.gpu_others:
-            found.append(f"{self.gpu_others} other process{'es' * (self.gpu_others != 1)} on the GPU")
-        return tuple(found)
-
-    @property
-    def disturbed(self) -> bool:
-        return bool(self.reasons())
-
-
-@dataclass(frozen=True)
-class Round:
-    """One timed pass over a case: its samples and the load beside them. A sweep measures every case in several
-    rounds, interleaved across the suite; `retry` marks a pass that repeats a disturbed one."""
-
-    samples: tuple[float, ...]
-    load: Load | None = None
-    retry: bool = False
-    started_at: str | None = None
-    timer: str = ""  # the timer that took the samples (see measure.timing)
-    note: str | None = None  # why it was timed otherwise than asked (a CUDA graph that could not be captured)
-    gpu: ClockWindow | None = None  # what NVML saw of the GPU during the window (CUDA only)
-    host: str | None = None  # the machine the pass ran on (passes of one case may run in different processes)
-    device_uuid: str | None = None  # the GPU it ran on ('GPU-…', as nvidia-smi -L prints it); None on the CPU
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.samples))
-
-    def reasons(self) -> tuple[str, ...]:
-        """Why this pass is disturbed: other processes (see Load), or GPU clocks pulled down during it."""
-        slowed = self.gpu.slowdowns() if self.gpu is not None else ()
-        return (*(self.load.reasons() if self.load is not None else ()),
-                *((f"GPU clocks pulled down: {', '.join(slowed)}",) if slowed else ()))
-
-    @property
-    def disturbed(self) -> bool:
-        return bool(self.reasons())
-
-
-def pooled_rounds(rounds: Sequence[Round]) -> tuple[Round, ...]:
-    """The rounds whose samples a row pools: the undisturbed ones, or all of them when every one was disturbed."""
-    clean = tuple(r for r in rounds if r.samples and not r.disturbed)
-    return clean or tuple(r for r in rounds if r.samples)
-
-
-def round_spread_pct(rounds: Sequence[Round]) -> float | None:
-    """(slowest − fastest round median) / median of the round medians, %; None with fewer than two rounds or a
-    median of 0 (nothing to be relative to: unknown, not 0)."""
-    medians = [r.median for r in rounds if r.samples]
-    if len(medians) < 2:
-        return None
-    middle = float(np.median(medians))
-    return 100.0 * (max(medians) - min(medians)) / middle if middle > 0 else None
-
-
-@dataclass(frozen=True)
 class Measurement:
     """One case measured (status ok), or the reason it could not be (another of schema.STATUSES, no samples)."""
 
@@ -200,6 +121,8 @@ class Measurement:
     context_lost: bool = False
     # host_ms and launch_ms of an eager CUDA call (empty on the CPU); see `launch_bound`.
     launch: Mapping[str, float] = field(default_factory=dict)
+    # The machine's drift (the reference kernel's spread) when the case became final; None where not timed.
+    drift: Drift | None = None
 
     @property
     def launch_bound(self) -> bool | None:
@@ -232,9 +155,43 @@ class Measurement:
         return round_spread_pct(self.pooled)
 
     @property
+    def pass_sd_pct(self) -> float | None:
+        return pass_sd_pct(self.pooled)
+
+    @property
     def unstable(self) -> bool:
-        spread = self.spread_pct
-        return spread is not None and spread > UNSTABLE_ROUNDS_PCT
+        """Its pooled passes disagree by more than the machine's drift explains (see `core.drift.unstable`)."""
+        return unstable(self.pooled, self.drift)
+
+    @cached_property
+    def estimate(self) -> Estimate | None:
+        """The latency with its uncertainty, from the pooled passes (see `core.intervals`): the first
+        `timing.rounds` of them planned any extra ones."""
+        passes = [r.samples for r in self.pooled] if self.rounds else [self.samples]
+        first = self.timing.rounds if self.timing is not None else len(passes)
+        drift = None if self.drift is None else (self.drift.sd_pct, self.drift.timings)
+        return latency_estimate(passes, first, self.case.case_id, drift=drift)
+
+    @property
+    def latency_interval(self) -> tuple[float, float] | None:
+        """The 95 % interval of the median latency, ms (holding the median itself), or None."""
+        if self.estimate is None or self.stats is None:
+            return None
+        return self.estimate.interval(median=self.stats.median)
+
+    @property
+    def ci_pct(self) -> float | None:
+        """The ± of the interval as a share of the median, % (the unit of `target_ci_pct`)."""
+        found = self.latency_interval
+        return None if found is None else half_width_pct(*found, self.stats.median)
+
+    @property
+    def target_met(self) -> bool | None:
+        """Whether the interval is within ±target_ci_pct; None without settings or without a between-pass interval
+        (a single pass: its interval leaves the drift out, so no target can be met with it)."""
+        if self.ci_pct is None or self.timing is None or self.estimate.passes < 2:
+            return None
+        return bool(self.ci_pct <= self.timing.target_ci_pct)
 
     @property
     def disturbance(self) -> tuple[str, ...]:

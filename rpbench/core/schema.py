@@ -58,12 +58,27 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "latency_ms_min": ("Float64", "fastest sample, ms"),
     "latency_ms_mean": ("Float64", "mean latency, ms"),
     "iqr_pct": ("Float64", "interquartile range / median, %"),
+    "latency_ms_ci_low": ("Float64", "low end of the 95 % interval of the median latency, ms (latency_ci_method)"),
+    "latency_ms_ci_high": ("Float64", "high end of the 95 % interval of the median latency, ms"),
+    "latency_ci_method": ("string", "pass-t: t interval over the log pass medians, drift between passes "
+                                    "included (core.intervals) | pass-drift: one pass, bootstrap of its samples "
+                                    "widened by the machine's measured drift | within-pass: one pass, no drift "
+                                    "measured, bootstrap of its samples, drift left out"),
+    "ci_pct": ("Float64", "(ci_high − ci_low) / 2 / median, %: the ± of the interval"),
+    "target_met": ("boolean", "ci_pct <= [measure] target_ci_pct (after any extra rounds); empty for one pass"),
     "n_samples": ("Int64", "timed samples kept in samples.csv"),
     "noisy": ("boolean", "iqr_pct > 10"),
-    "rounds": ("Int64", "timed passes pooled into this row (a sweep times every case in [measure] rounds passes, "
-                        "interleaved across the suite)"),
+    "rounds": ("Int64", "timed passes pooled into this row: the rounds it took (a sweep times every case in "
+                        "[measure] rounds passes, interleaved across the suite, plus extra rounds for a wide "
+                        "interval)"),
     "round_spread_pct": ("Float64", "(slowest − fastest pooled pass median) / median of the pass medians, %"),
-    "unstable": ("boolean", "round_spread_pct > 25: the passes disagree, whatever the IQR says"),
+    "pass_sd_pct": ("Float64", "100 × standard deviation of the log pooled pass medians (≈ ± % between passes)"),
+    "drift_pct": ("Float64", "the machine's drift when the row was written: 100 × standard deviation of the log "
+                             "medians of the reference kernel (see run.json); empty for runs without one"),
+    "drift_timings": ("Int64", "the reference kernel timings drift_pct comes from"),
+    "unstable": ("boolean", "the passes disagree beyond the machine's drift: round_spread_pct > 10 and an F test "
+                            "(1 %) of pass_sd_pct against drift_pct and the passes' own noise (core.drift); without "
+                            "a reference kernel: round_spread_pct > 25"),
     "others_busy_cores": ("Float64", "most cores other processes kept busy during a pooled pass (/proc/stat "
                                      "minus this process)"),
     "gpu_others": ("Int64", "most other processes seen on the GPU during a pooled pass (NVML)"),
@@ -136,6 +151,20 @@ ROUND_COLUMNS: dict[str, tuple[str, str]] = {
     "clock_reasons": ("string", "clocks-event reasons seen during the pass"),
     "host": ("string", "the machine the pass ran on"),
     "device_uuid": ("string", "the GPU the pass ran on (GPU-…); empty on the CPU"),
+    "sweep_round": ("Int64", "the round of the sweep it was taken in: 0 .. rounds − 1, then retry and extra rounds; "
+                             "passes of two cases in one round are paired for speedups"),
+    "reference_ms": ("Float64", "the reference kernel's median timed last before the pass, ms (the round's drift)"),
+}
+
+# reference.csv: every timing of the reference kernel (a matmul and a copy, the same work every run on a device),
+# at the start of every round and between chunks of a long round; its spread is the machine's drift (core.drift).
+REFERENCE_COLUMNS: dict[str, tuple[str, str]] = {
+    "sweep_round": ("Int64", "the round of the sweep it was timed in"),
+    "started_at": ("string", "UTC ISO time it was timed"),
+    "median_ms": ("Float64", "median of its samples, ms"),
+    "n_samples": ("Int64", "samples taken"),
+    "disturbed": ("boolean", "other processes disturbed the window (left out of the drift)"),
+    "workload": ("string", "what ran: device, sizes, threads"),
 }
 
 # The headline metrics reports, speedups and compare can use: name -> the results column it reads.

@@ -15,7 +15,10 @@ class Timing:
     """How to time one case (a suite's `[measure]` table). Durations in ms; cooldown None = 1 s on CUDA, 0 on CPU.
 
     A sweep times every case in `rounds` passes interleaved across the suite (each round samples for about
-    `repeat_ms`); a pass disturbed by other processes is taken again later, at most `retries` times per case.
+    `repeat_ms`); a pass disturbed by other processes is taken again later, at most `retries` times per case. A
+    case whose 95 % interval is wider than ±`target_ci_pct` % gets extra rounds, still interleaved (up to
+    `max_rounds` passes, never fewer than `rounds`), until it meets the target or the extra rounds have taken
+    `extra_time_pct` % of the time the regular rounds took (see `rpbench.measure.rounds`).
     """
 
     warmup_ms: float = 50.0
@@ -30,6 +33,20 @@ class Timing:
     rounds: int = 3
     retries: int = 2
     timer: str = "auto"  # one of TIMERS
+    target_ci_pct: float = 10.0
+    max_rounds: int = 8
+    extra_time_pct: float = 50.0
+
+    @property
+    def most_rounds(self) -> int:
+        """The most passes a case gets from adaptive rounds: max_rounds, never fewer than rounds."""
+        return max(self.max_rounds, self.rounds)
+
+    @property
+    def adaptive(self) -> bool:
+        """Extra rounds can happen: at least MIN_PLAN_ROUNDS regular rounds to plan from, room above `rounds` and
+        a time budget."""
+        return self.rounds >= MIN_PLAN_ROUNDS and self.most_rounds > self.rounds and self.extra_time_pct > 0
 
     def problems(self) -> list[tuple[str, str]]:
         """(key, what is wrong) for every setting out of its TIMING_LIMITS range; empty when all are usable."""
@@ -61,20 +78,28 @@ class Timing:
     def same_json(text: str, device: str | None = None) -> str:
         """A recorded `timing` JSON in the form a resume compares: settings that did not exist yet get the value
         they had then (one round, eager timing), `timer` is dropped for CPU rows (perf_counter either way), and
-        `retries` is dropped (it decides only whether a disturbed pass is taken
-        again, and every row records its own retries), so rows of one sweep compare equal across versions."""
+        `retries` and the adaptive settings (ADAPTIVE_KEYS) are dropped (they decide only how many passes are taken,
+        and every row records its own retries, rounds and whether it met its target), so rows of one sweep compare
+        equal across versions."""
         try:
             values = {**LEGACY_TIMING, **json.loads(text)}
         except (ValueError, TypeError):  # not a JSON object: unequal to any real setting, as a resume must see
             return text
-        values.pop("retries", None)
+        for key in ("retries", *ADAPTIVE_KEYS):
+            values.pop(key, None)
         if device == "cpu":
             values.pop("timer", None)  # the CPU times with perf_counter whatever the setting says
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
+# Adaptive rounds plan from the first passes (Stein's procedure, see core.intervals): from 2 the t quantile has one
+# degree of freedom (12.7) and would plan almost every case to max_rounds; from 3 it is 4.3.
+MIN_PLAN_ROUNDS = 3
+
 # What settings added later meant before they existed (see Timing.same_json).
 LEGACY_TIMING = {"rounds": 1, "timer": "eager"}
+# The settings of adaptive rounds: how many extra passes a case may get (a resume may change them).
+ADAPTIVE_KEYS = ("target_ci_pct", "max_rounds", "extra_time_pct")
 
 
 # How CUDA samples are taken: eager (CUDA events around each call), cudagraph (events around a replay of one
@@ -96,6 +121,9 @@ TIMING_TYPES: dict[str, tuple[type, ...]] = {
     "rounds": (int,),
     "retries": (int,),
     "timer": (str,),
+    "target_ci_pct": (int, float),
+    "max_rounds": (int,),
+    "extra_time_pct": (int, float),
 }
 
 # The allowed range (inclusive) of every [measure] number. Bounded so that no setting can make a case run for
@@ -112,6 +140,9 @@ TIMING_LIMITS: dict[str, tuple[float, float]] = {
     "energy_s": (0, 60),
     "rounds": (1, 100),
     "retries": (0, 20),
+    "target_ci_pct": (0, 1000),
+    "max_rounds": (1, 100),
+    "extra_time_pct": (0, 1000),
 }
 
 

@@ -16,6 +16,7 @@ from ..core.diagnostics import Check, DoctorReport
 from . import ceilings, environment, timer_check
 from .cpu_checks import cpu_timer_check, check_cpu_governor, check_cpu_load, check_threads
 from .gpu_checks import check_gpu_state, cuda_timer_check
+from .reference import check_drift
 
 
 def check_timer(device: str) -> Check:
@@ -138,7 +139,7 @@ def run(choice: str = "auto") -> DoctorReport:
     if device == "cuda":  # before our own kernels warm the GPU and our context joins its process list
         checks += check_gpu_state(0)
     checks += [check_threads(), check_tf32(device), check_sdpa(device), check_timer(device),
-               timer_check.check(device)]
+               timer_check.check(device), check_drift(device)]
     ceilings_check = check_ceilings(device)
     checks.append(ceilings_check)
     return DoctorReport(device, device_check.values.get("device_name"), checks, ceilings_check.values)

@@ -1,13 +1,18 @@
 """Rounds: every case is timed in `timing.rounds` passes over the suite, each pass in its own seeded shuffle, so
 drift and other processes hit every mechanism alike. A pass disturbed by other processes is taken again after the
-last round (at most `timing.retries` times per case). A case is final, and handed on, as soon as nothing more
-will be measured for it; its row pools the samples of its undisturbed passes.
+last round (at most `timing.retries` times per case); then a case whose interval is wider than its target gets
+extra rounds (`adaptive`). A case is final, and handed on, as soon as nothing more will be measured for it; its row
+pools the samples of its undisturbed passes. Every pass records the round of the sweep it was taken in
+(`sweep_round`: regular rounds, then each batch of retries or extra passes is a round of its own), which pairs the
+passes of two cases for speedups, and the reference kernel's timing before it (`clock`, see
+`rpbench.machine.reference`: timed at the start of every round and between chunks of a long one).
 
 The first pass of a case is the full measurement (`run_case`: FLOPs, kernels, timing, memory, energy); later
 passes rebuild the case from its seed and time it again (`measure_again`). Every pass is handed to `on_pass` as it
-ends (the sweep journals it), and a resumed sweep hands back the passes of unfinished cases as `earlier`: up to
-`rounds` - 1 of them count as taken, and such a case gets one full measurement (as its next pass) before its row
-is written.
+ends (the sweep journals it), and a resumed sweep hands back the passes of unfinished cases as `earlier`: every one
+of them is kept and counts as taken (none is taken again), and such a case gets one full measurement before its
+row is written: as its next regular pass when it lacks one, else (all its regular passes were journalled) in the
+last regular round only for what the journal does not keep (FLOPs, memory, kernels), its timing not added.
 """
 from __future__ import annotations
 
@@ -16,11 +21,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..core.case import Case, Timing
+from ..core.drift import Drift
 from ..core.errors import one_line
 from ..core.measurement import Measurement, Round
+from .adaptive import ExtraRounds
 from .runner import NOTE_LIMIT, ContextLost, measure_again, run_case
 
 ROUND_SEED = "rpbench-round"  # each round's order is random.Random(f"{ROUND_SEED}-{index}"): the same every sweep
@@ -64,16 +71,18 @@ def _pooled_notes(progress: _Progress, measured: Measurement) -> list[str]:
     return notes
 
 
-def _final(progress: _Progress) -> Measurement:
-    """The case's row: the first pass's measurement with every pass attached and the clean ones' samples pooled."""
+def _final(progress: _Progress, extra: ExtraRounds, drift: Drift | None) -> Measurement:
+    """The case's row: the first pass's measurement with every pass attached, the clean ones' samples pooled and
+    the machine's drift as it stands."""
     first = progress.first
     assert first is not None
     if not first.timed:
         return first
-    measured = replace(first, rounds=tuple(progress.rounds))
+    measured = replace(first, rounds=tuple(progress.rounds), drift=drift)
     samples = tuple(s for r in measured.pooled for s in r.samples)
-    notes = (*first.notes, *_pooled_notes(progress, measured))
-    return replace(measured, samples=samples, notes=notes, elapsed_s=progress.spent_s)
+    measured = replace(measured, samples=samples, elapsed_s=progress.spent_s)
+    notes = (*first.notes, *_pooled_notes(progress, measured), extra.note(measured))
+    return replace(measured, notes=tuple(n for n in notes if n))
 
 
 def measure_in_rounds(
@@ -89,6 +98,7 @@ def measure_in_rounds(
     later_pass: Callable[..., Round] | None = None,
     workers: int = 1,
     cancel: Callable[[], None] | None = None,
+    clock: Any = None,
 ) -> None:
     """Measure `cases` in rounds; `on_final` gets each case's pooled Measurement the moment it is final.
 
@@ -99,21 +109,28 @@ def measure_in_rounds(
     `rpbench.measure.isolated` runs each in a worker process). With `workers` > 1, the passes of a round run on
     `workers` slots at a time (they must run out of process: `isolated`), without pauses between them: a case's
     first pass takes the first free slot, and its later passes wait for that same slot (one GPU per case, see
-    `run_parallel`); `cancel()` kills the passes still running when the sweep stops early.
+    `run_parallel`); `cancel()` kills the passes still running when the sweep stops early. `clock` (a
+    `machine.reference.ReferenceClock`, or None) times the reference kernel at the start of every round and, one
+    pass after another, between chunks of a long round; each pass records its latest timing, each row its drift.
     """
     first_pass = first_pass or (lambda case, timing, suite, slot=0: run_case(case, timing, suite=suite))
     later_pass = later_pass or (lambda case, timing, like, retry=False, slot=0:
                                 measure_again(case, timing, like, retry=retry))
     progress = {case.case_id: _Progress(case, retries_left=timing.retries) for case in cases}
     for case_id, passes in (earlier or {}).items():
-        if case_id in progress:  # at most rounds - 1 of them: the full measurement still to come is one too
+        if case_id in progress:  # every one kept; the full measurement still to come is a pass of its own
             state = progress[case_id]
-            regular = [r for r in passes if not r.retry][:timing.rounds - 1]
-            state.rounds = regular + [r for r in passes if r.retry]
-            state.regular = len(regular)
+            state.rounds = list(passes)
+            state.regular = min(timing.rounds, sum(not r.retry and (r.sweep_round or 0) < timing.rounds
+                                                   for r in passes))
             state.retries_left = max(0, timing.retries - sum(r.retry for r in passes))
     planned = sum(max(1, timing.rounds - state.regular) for state in progress.values())
     taken = 0
+    extra = ExtraRounds(timing)
+    # the round the passes being taken belong to; rounds after the regular ones continue past any a killed run took
+    current = 0
+    later = max([timing.rounds - 1, *(r.sweep_round for rs in (earlier or {}).values() for r in rs
+                                      if r.sweep_round is not None)]) + 1
 
     def starting(state: _Progress) -> None:
         nonlocal taken
@@ -136,9 +153,12 @@ def measure_in_rounds(
 
     def record(state: _Progress, found: object, elapsed: float, retry: bool) -> None:
         before = len(state.rounds)
+        stamp = {"sweep_round": current, "reference_ms": None if clock is None else clock.latest_ms}
+        complete = state.first is None and state.regular >= timing.rounds  # resumed with all its regular passes
         if isinstance(found, Measurement):
             state.first = found
-            state.rounds.extend(replace(r, retry=retry) for r in found.rounds)
+            if not complete:  # else it was measured only for what the journal does not keep (FLOPs, memory, ...)
+                state.rounds.extend(replace(r, retry=retry, **stamp) for r in found.rounds)
             if found.context_lost:
                 state.lost, state.final = found.note or "CUDA context lost", True
         elif isinstance(found, ContextLost):
@@ -149,11 +169,11 @@ def measure_in_rounds(
             state.retries_left = 0
             state.final = True
         else:
-            state.rounds.append(found)
+            state.rounds.append(replace(found, **stamp))
         state.spent_s += elapsed
         if retry:
             state.retries_left -= 1
-        else:
+        elif not complete:
             state.regular += 1
         if on_pass is not None:
             for index in range(before, len(state.rounds)):
@@ -162,25 +182,41 @@ def measure_in_rounds(
     def take(state: _Progress, retry: bool) -> None:
         if taken and pause is not None:
             pause(state.case)
+        if clock is not None:
+            clock.checkpoint()  # a long round is cut into chunks, each after a reference timing
         starting(state)
         record(state, *execute(state, retry), retry)
 
     def finish(state: _Progress) -> None:
         state.final = True
-        on_final(_final(state))
+        on_final(_final(state, extra, None if clock is None else clock.drift()))
         if state.lost:  # the row that says so is written; nothing after it could be measured
             raise ContextLost(state.lost)
 
-    def done(state: _Progress, last_round: bool) -> bool:
-        """A failed first pass (or a failed later one) ends a case; so does its last pass when none is retried."""
-        return state.final or not state.first.timed or (last_round and not state.wants_retry(timing.rounds))
+    def wants_more(state: _Progress) -> bool:  # bounded: disturbed extra passes do not add to the pool
+        return (not state.final and state.first is not None and state.first.timed
+                and len(state.rounds) < timing.most_rounds + timing.retries and extra.wants_more(state.rounds))
 
-    def run_batch(states: list[_Progress], retry: bool, last_round: bool) -> None:
-        """Passes of different cases: one after another, or on `workers` slots at once (each pass then runs in a
-        process of its own, see isolated); the bookkeeping stays here, in one thread, in the order passes end."""
+    def done(state: _Progress, last_round: bool) -> bool:
+        """A failed first pass (or a failed later one) ends a case; so does its last pass when none is retried
+        and its plan asks for no extra one."""
+        if state.final or not state.first.timed:
+            return True
+        return last_round and not state.wants_retry(timing.rounds) and not wants_more(state)
+
+    def run_batch(states: list[_Progress], retry: bool, last_round: bool, index: int) -> None:
+        """Passes of different cases, round `index` of the sweep: one after another, or on `workers` slots at once
+        (each pass then runs in a process of its own, see isolated); the bookkeeping stays here, in one thread, in
+        the order passes end. Extra passes stop where their time budget ends."""
+        nonlocal current
+        current = index
+        if clock is not None and states:
+            clock.round_started(index)
         if workers > 1:
             return run_parallel(states, retry, last_round)
         for state in states:
+            if not retry and index >= timing.rounds and extra.spent:
+                return
             take(state, retry)
             if done(state, last_round):
                 finish(state)
@@ -234,13 +270,22 @@ def measure_in_rounds(
         batch = [progress[case.case_id] for case in round_order(cases, index)]
         run_batch([state for state in batch
                    if not (state.final or (state.regular > index and not (state.first is None and last_round)))],
-                  retry=False, last_round=last_round)
+                  retry=False, last_round=last_round, index=index)
     while True:
         retrying = [state for state in progress.values() if state.wants_retry(timing.rounds)]
         if not retrying:
             break
         planned += len(retrying)
-        run_batch(retrying, retry=True, last_round=True)
+        run_batch(retrying, retry=True, last_round=True, index=later)
+        later += 1
+    extra.start()
+    while True:  # extra rounds: every case whose plan asks for more passes, interleaved, within the budget
+        wanting = [progress[case.case_id] for case in round_order(cases, later) if wants_more(progress[case.case_id])]
+        if not wanting:
+            break
+        planned += len(wanting)
+        run_batch(wanting, retry=False, last_round=True, index=later)
+        later += 1
     for state in progress.values():
         if not state.final:
             finish(state)

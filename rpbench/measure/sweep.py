@@ -13,10 +13,12 @@ from attentions.dense import SDPA_BACKENDS
 
 from ..core.case import Case, Suite, Timing
 from ..core.errors import ExecutionError
+from ..core.drift import Drift
 from ..core.measurement import Measurement
 from ..machine import ceilings, environment, timer_check
+from ..machine.reference import ReferenceClock
 from ..results.resume import RunRecord, open_run
-from ..results.store import RunWriter
+from ..results.store import RunWriter, run_drift
 from . import isolated
 from .profile import trace_case
 from .rounds import measure_in_rounds
@@ -30,6 +32,7 @@ class SweepOutcome:
     measurements: list[Measurement] = field(default_factory=list)
     skipped: int = 0
     traced: int = 0
+    drift: Drift | None = None  # the machine's drift over the whole run (earlier sessions' timings included)
 
 
 @contextmanager
@@ -70,6 +73,17 @@ def passes(isolate_timeout_s: float | None, workers: int, gpus: list[str] | None
     envs = isolated.slot_envs(workers, gpus)
     with isolated.Slots(envs, isolate_timeout_s, max(1, torch.get_num_threads() // len(envs))) as slots:
         yield {"first_pass": slots.first, "later_pass": slots.later, "workers": len(envs), "cancel": slots.kill}
+
+
+def reference_clock(cases: list[Case], writer: RunWriter, isolated: bool) -> ReferenceClock | None:
+    """The reference kernel on the device most of the cases run on (see `machine.reference`), its timings written
+    to the run dir as they are taken; none when CUDA passes run in worker processes (a CUDA context of the sweep's
+    own would count as another process on their GPU: the drift is then unknown)."""
+    devices = [case.device for case in cases]
+    device = max(set(devices), key=devices.count) if devices else None
+    if device is None or (isolated and device == "cuda"):
+        return None
+    return ReferenceClock(device, writer.reference.append, earlier=writer.reference.timings())
 
 
 def trace_measured(cases: list[Case], writer: RunWriter, on_trace: Callable[[Case], None] | None = None) -> int:
@@ -150,16 +164,22 @@ def _measure_all(suite: Suite, cases: list[Case], writer: RunWriter, command: st
         if on_measured:
             on_measured(measured)
 
+    clock = reference_clock(todo, writer, isolate_timeout_s is not None)
     try:
         with passes(isolate_timeout_s, workers, gpus) as how:
             measure_in_rounds(todo, suite.timing, suite.name, final, on_start,
                               pause=lambda case: time.sleep(cooldown_seconds(suite, case)),
                               on_pass=lambda case, index, taken: writer.journal_pass(case.case_id, index, taken),
-                              earlier=writer.earlier_passes(), **how)
+                              earlier=writer.earlier_passes(), clock=clock, **how)
     except ContextLost as err:
         raise ExecutionError(f"{err}; the sweep stopped after writing that case as an error. Every row and pass "
                              f"taken so far is kept: continue in a new process with `rpbench sweep --resume "
                              f"{writer.run_dir}`") from None
+    finally:
+        if clock is not None:
+            clock.close()
+            writer.reference.record_drift(clock.drift())
+    outcome.drift = clock.drift() if clock is not None else run_drift(writer.run_dir)
     writer.forget_passes()
     if profile:
         outcome.traced = trace_measured(cases, writer, on_trace)

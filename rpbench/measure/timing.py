@@ -1,15 +1,18 @@
 """Timers: the only code that decides what is inside a timed region.
 
 CUDA: one pair of CUDA events around every iteration, L2 flushed before each (outside the events), after a
-time-based warm-up. CPU: time.perf_counter around every iteration. All samples are kept; statistics are derived
+time-based warm-up. CPU: time.perf_counter around every iteration, the garbage collector off during the loop (as
+timeit does). All samples are kept; statistics are derived
 from them later (`rpbench.core.measurement.summarize`).
 """
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
@@ -143,12 +146,26 @@ def time_step(step: Step, reset: Step, device: str, timing: Timing) -> list[floa
     if device == "cuda":
         return _event_samples(step, reset, device, timing, count)
     samples = []
-    for _ in range(count):
-        reset()
-        began = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - began) * 1e3)
+    with gc_off():
+        for _ in range(count):
+            reset()
+            began = time.perf_counter()
+            step()
+            samples.append((time.perf_counter() - began) * 1e3)
     return samples
+
+
+@contextmanager
+def gc_off() -> Iterator[None]:
+    """Python's garbage collector off while a CPU loop is timed, as timeit does: a collection the loop's own
+    allocations trigger would land inside one sample. Back on afterwards, if it was on before."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def launch_costs(step: Step, reset: Step, calls: int = 5) -> tuple[float, float]:

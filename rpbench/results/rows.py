@@ -68,9 +68,16 @@ def row_of(measured: Measurement) -> dict[str, Any]:
             noisy=stats.noisy, throughput_img_s=measured.throughput_img_s, tokens_s=measured.tokens_s,
             tflops_s=measured.tflops_s,
         )
+    if stats is not None and measured.latency_interval is not None:
+        low, high = measured.latency_interval
+        row.update(latency_ms_ci_low=low, latency_ms_ci_high=high, latency_ci_method=measured.estimate.method,
+                   ci_pct=measured.ci_pct, target_met=measured.target_met)
     if measured.rounds and stats is not None:
         gpu_others = measured.load_peak("gpu_others")
         row.update(rounds=len(measured.pooled), round_spread_pct=measured.spread_pct, unstable=measured.unstable,
+                   pass_sd_pct=measured.pass_sd_pct,
+                   drift_pct=None if measured.drift is None else measured.drift.sd_pct,
+                   drift_timings=None if measured.drift is None else measured.drift.timings,
                    others_busy_cores=measured.load_peak("others_busy_cores"), retries=measured.retries,
                    gpu_others=None if gpu_others is None else int(gpu_others),
                    disturbed=measured.busy_machine)
@@ -123,7 +130,8 @@ def round_rows(measured: Measurement) -> list[dict[str, Any]]:
             "disturbed": taken.disturbed, "why": "; ".join(taken.reasons()) or None,
             "sm_clock_min_mhz": None if taken.gpu is None else taken.gpu.sm_clock_min_mhz,
             "clock_reasons": None if taken.gpu is None else " ".join(taken.gpu.reasons) or None,
-            "host": taken.host, "device_uuid": taken.device_uuid,
+            "host": taken.host, "device_uuid": taken.device_uuid, "sweep_round": taken.sweep_round,
+            "reference_ms": taken.reference_ms,
         })
     return lines
 
@@ -166,7 +174,9 @@ def pass_from_line(line: str) -> tuple[str, int, Round] | None:
             return None
         found = Round(samples=samples, load=load, retry=bool(taken.get("retry")), started_at=taken.get("started_at"),
                       timer=str(taken.get("timer") or ""), gpu=_window(taken.get("gpu")),
-                      host=_text_or_none(taken.get("host")), device_uuid=_text_or_none(taken.get("device_uuid")))
+                      host=_text_or_none(taken.get("host")), device_uuid=_text_or_none(taken.get("device_uuid")),
+                      sweep_round=_count_or_none(taken.get("sweep_round")),
+                      reference_ms=_positive_or_none(taken.get("reference_ms")))
         return str(record["case_id"]), int(record["index"]), found
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -195,3 +205,12 @@ def _plausible_load(load: Load) -> bool:
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _count_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _positive_or_none(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else None

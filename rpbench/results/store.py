@@ -2,10 +2,13 @@
 killed sweep loses nothing finished.
 
 Layout: results.csv (one row per case), samples.csv (every pooled timed sample), rounds.csv (every timed pass,
-pooled or left out), passes.jsonl (the journal of passes of cases not yet final), env.json, suite.toml, run.json (which
-sweep the dir holds, see `resume`), report.html, .rpbench.lock (see `lock`), and traces/<case_id>.json.gz (written
-by the profiler at the path `RunWriter.trace_path` gives). A `Measurement` becomes a results row on its way in
-(`rows.row_of`) and nowhere else. No torch here.
+pooled or left out), passes.jsonl (the journal of passes of cases not yet final), reference.csv (every timing of the
+reference kernel, see `passes`), env.json, suite.toml, run.json (which sweep the dir holds, see `resume`, and its
+drift), report.html, .rpbench.lock (see `lock`), and traces/<case_id>.json.gz (written by the profiler at the path
+`RunWriter.trace_path` gives). A `Measurement` becomes a row on its way in (`rows.row_of`) and nowhere else.
+
+Just over 300 lines on purpose: the writer and the readers of one layout stay side by side (the side files' own
+formats live in `passes`, `rows`, `csvfile`, `envfile`), so a change to the layout is made and seen in one place.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from .csvfile import write_file  # noqa: F401  (the store's one atomic writer, u
 from .envfile import read_env as _read_env
 from .envfile import set_aside as _set_aside
 from .lock import LOCK
+from .passes import REFERENCE, ReferenceLog, run_drift, with_sweep_rounds  # noqa: F401  (run_drift re-exported)
 from .rows import pass_from_line, pass_line, plain_sample_rows, round_rows, row_of, sample_rows
 
 RESULTS = "results.csv"
@@ -42,7 +46,8 @@ RUN = "run.json"
 REPORT = "report.html"
 TRACES = "traces"
 # What a run dir may hold (the last three: a launched run's, see `launched`); a new sweep refuses anything else.
-RUN_FILES = {RESULTS, SAMPLES, ROUNDS, PASSES, ENV, SUITE, RUN, REPORT, LOCK, TRACES, "launch.json", "tasks", "slurm"}
+RUN_FILES = {RESULTS, SAMPLES, ROUNDS, PASSES, REFERENCE, ENV, SUITE, RUN, REPORT, LOCK, TRACES,
+             "launch.json", "tasks", "slurm"}
 
 
 class RunWriter:
@@ -58,6 +63,7 @@ class RunWriter:
             self._drop_orphans(ROUNDS, ROUND_COLUMNS)
             self._samples = csvfile.AppendOnlyCsv(self.run_dir / SAMPLES, SAMPLE_COLUMNS)
             self._rounds = csvfile.AppendOnlyCsv(self.run_dir / ROUNDS, ROUND_COLUMNS)
+            self.reference = ReferenceLog(self.run_dir)  # the reference kernel's timings and the run's drift
             self._earlier = self._read_journal()
         except OSError as err:
             raise ResultsError(f"cannot write the run dir {_oserror(self.run_dir, err)}") from None
@@ -243,14 +249,15 @@ def load_run(path: str | Path) -> Run:
     """A results dir (or its results.csv) with its environment; ResultsError when it is not one."""
     directory = results_path(path).parent
     return Run(directory=directory, frame=load(directory), env=load_env(directory),
-               damage=side_files(directory / ENV, directory / RUN, directory / ROUNDS))
+               damage=side_files(directory / ENV, directory / RUN, directory / ROUNDS, directory / REFERENCE))
 
 
 def load_samples(path: str | Path) -> pd.DataFrame:
-    """samples.csv of a run dir (long format), empty frame when absent."""
+    """samples.csv of a run dir (long format), empty frame when absent, with each `sweep_round` (see `passes`)."""
     run_dir = results_path(path).parent
     samples = run_dir / SAMPLES
-    return csvfile.read(samples, SAMPLE_COLUMNS) if samples.is_file() and samples.stat().st_size else _no_samples()
+    frame = csvfile.read(samples, SAMPLE_COLUMNS) if samples.is_file() and samples.stat().st_size else _no_samples()
+    return with_sweep_rounds(frame, run_dir)
 
 
 def _no_samples() -> pd.DataFrame:

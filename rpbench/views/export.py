@@ -16,7 +16,7 @@ from ..analysis import RunAnalysis, analyse_run
 from ..core.errors import ExportError
 from ..core.schema import EXPORT_FORMATS, EXPORT_TABLES
 from ..results import store
-from .format import (SPEEDUP_NOTE, flag_text, fmt_flops, fmt_int, fmt_number, fmt_speedup, fmt_status, is_set,
+from .format import (CI_NAMES, SPEEDUP_NOTE, flag_text, fmt_flops, fmt_int, fmt_number, fmt_speedup, fmt_status, is_set,
                      md_cell)
 from .paper import latex_escape, paper_tables, to_latex, to_paper_markdown
 
@@ -44,7 +44,7 @@ def display_table(run: RunAnalysis) -> pd.DataFrame:
     )
     if run.baseline is not None:
         table[f"{run.metric.label} vs {run.baseline}"] = [fmt_speedup(row) for _, row in summary.iterrows()]
-        table["interval"] = summary["speedup_method"].fillna("").astype(str).str.replace("p20-p80", "p20–p80")
+        table["interval"] = summary["speedup_method"].fillna("").astype(str).map(lambda m: CI_NAMES.get(m, m))
     table["status"] = [fmt_status(row) for _, row in summary.iterrows()]
     table["flags"] = [flag_text(row) or ("noisy" if is_set(row, "noisy") else "") for _, row in summary.iterrows()]
     if not (table["setting"] != "").any():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..analysis import METRICS, RunAnalysis
+from .format import CI_NAMES
 from .palette import DASHES, HIGHLIGHT, looks_for
 
 MAX_X_TICKS = 10
@@ -208,9 +209,9 @@ def speedup_figures(run: RunAnalysis, dashes: dict[str, str]) -> list[Figure | N
     data["_look"] = data["attention"].fillna(data["mechanism"]).astype(str)
     better = "faster" if run.metric.name != "memory" else "smaller"
     methods = set(data["speedup_method"].dropna()) if "speedup_method" in data else set()
-    bars = {frozenset({"bootstrap"}): "bars: 95 % bootstrap interval",
+    bars = {frozenset({"paired-t"}): "bars: 95 % round-paired interval",
             frozenset({"p20-p80"}): "bars: p20–p80 ends paired least favourably"}.get(
-        frozenset(methods), "bars: 95 % bootstrap interval, p20–p80 pairing where a case has no samples")
+        frozenset(methods), "bars: 95 % interval (" + ", ".join(CI_NAMES.get(m, m) for m in sorted(methods)) + ")")
     title = f"{run.metric.label.capitalize()} speedup over {run.baseline} (> 1: {better} than {run.baseline}; {bars})"
     common = dict(y="speedup", line="line", interval=("speedup_low", "speedup_high"), kind="bars", dashes=dashes,
                   title=title, y_title=f"× {run.baseline} ({run.metric.label})", reference=1.0,

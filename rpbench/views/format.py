@@ -13,11 +13,16 @@ from ..analysis.bootstrap import AGREEMENT
 from ..analysis.metrics import Metric
 
 MISSING = "—"
-# Marks a speedup whose interval is the p20–p80 pairing, not a bootstrap (the case or its baseline has no samples).
+# Marks a speedup whose interval is the p20–p80 pairing, not one from the samples (the case or its baseline has none).
 BAND_MARK = "†"
-SPEEDUP_NOTE = (f"Speedup intervals: 95 % bootstrap of both cases' timed samples (resampled within each timed "
-                f"pass, fixed seed); {BAND_MARK} the p20–p80 ends paired least favourably (no samples to resample).")
-CI_NAMES = {"bootstrap": "bootstrap", "t": "t", "p20-p80": "p20–p80"}
+SPEEDUP_NOTE = (f"Speedups are round-paired: case over baseline per round of the sweep (both timed in that round), "
+                f"combined across rounds with a 95 % t interval; where a pair of rounds is missing, the ratio of "
+                f"medians with a 95 % interval from both cases' passes (t over the pass medians; within one pass "
+                f"when a case has a single pass, drift left out); {BAND_MARK} the p20–p80 ends paired least "
+                f"favourably (no samples). The interval column names the method.")
+# How each interval method reads in tables (the `interval` and `CI of k` columns): short, the columns are narrow.
+CI_NAMES = {"paired-t": "paired", "pass-t": "passes", "pass-drift": "one pass+drift", "within-pass": "one pass",
+            "t": "t", "p20-p80": "p20–p80", "bootstrap": "bootstrap"}
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:

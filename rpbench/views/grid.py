@@ -27,7 +27,8 @@ class Cell:
     best: bool = False
     flags: tuple[str, ...] = ()
     speedup: str = ""
-    spread_pct: float | None = None  # half the metric's p20–p80 spread, % of the value; None without a spread
+    spread_pct: float | None = None  # half its 95 % interval (else of its p20–p80 spread), % of the value
+    interval: bool = False  # spread_pct is half the 95 % interval (False: half the p20–p80 spread)
     noisy: bool = False
     launch_bound: bool = False
     measured: bool = False  # False: not in the suite (MISSING) or a status such as oom
@@ -49,6 +50,7 @@ class MetricGrid:
     unit: str = ""
     rows: list[tuple[str, list[Cell]]] = field(default_factory=list)
     baseline: str | None = None
+    speedup_methods: list[str] = field(default_factory=list)  # how its speedups' intervals were had (not p20–p80)
 
     @property
     def quantity(self) -> str:
@@ -115,7 +117,8 @@ def _spread_pct(value: Any, low: Any, high: Any) -> float | None:
     return float((high - low) / 2 / abs(value) * 100)
 
 
-def _cell(row: pd.Series, best: bool, metric_column: str, baseline: str | None, low: Any, high: Any) -> Cell:
+def _cell(row: pd.Series, best: bool, metric_column: str, baseline: str | None, low: Any, high: Any,
+          interval: bool) -> Cell:
     if not row["ok"]:
         return Cell(value=str(row["status"]))
     speedup = ""
@@ -124,7 +127,7 @@ def _cell(row: pd.Series, best: bool, metric_column: str, baseline: str | None, 
     kinds = row.get("flag_kinds")
     flags = tuple(str(kinds).split(",")) if isinstance(kinds, str) and kinds else ()
     return Cell(value=fmt_number(row[metric_column]), best=best, flags=flags, speedup=speedup,
-                spread_pct=_spread_pct(row[metric_column], low, high), noisy=is_set(row, "noisy"),
+                spread_pct=_spread_pct(row[metric_column], low, high), interval=interval, noisy=is_set(row, "noisy"),
                 launch_bound=is_set(row, "launch_bound"), measured=True)
 
 
@@ -132,20 +135,23 @@ def metric_grids(run: RunAnalysis) -> list[MetricGrid]:
     """One grid per setting (context) of the run, in the order the case table lists them; in each, the baseline
     first, then the other curves by name (rpattention (m=16) before (m=64)), as a paper lists them."""
     summary, metric = run.summary, run.metric
-    low, high = metric.band(summary)
+    low, high, has = metric.interval(summary)
     grids = []
     for _, rows in summary.groupby("_context", sort=False):
         axis, sizes, headers = _sizes(rows)
         best = _best(rows, axis, metric.column, metric.higher_is_better)
         baseline = run.baseline if run.baseline in set(rows["mechanism"]) else None
         grid = MetricGrid(setting=_setting(rows, run.env), columns=headers, metric=metric.name, label=metric.label,
-                          unit=metric.unit, baseline=baseline)
+                          unit=metric.unit, baseline=baseline,
+                          speedup_methods=sorted({str(m) for m in rows.get("speedup_method", pd.Series()).dropna()
+                                                  if m != "p20-p80"}))
         curves = sorted(rows.groupby("_variant", sort=False),
                         key=lambda item: (item[1]["mechanism"].iloc[0] != baseline, str(item[1]["series"].iloc[0])))
         for _, curve in curves:
             by_size = {value: index for value, index in zip(curve[axis], curve.index)}
             cells = [_cell(summary.loc[by_size[s]], by_size[s] in best, metric.column, baseline,
-                           low[by_size[s]], high[by_size[s]]) if s in by_size else Cell() for s in sizes]
+                           low[by_size[s]], high[by_size[s]], bool(has[by_size[s]])) if s in by_size else Cell()
+                     for s in sizes]
             grid.rows.append((str(curve["series"].iloc[0]), cells))
         grids.append(grid)
     return grids

@@ -221,8 +221,9 @@ Latencies are per call; FLOPs count 1 multiply-accumulate as 2 FLOPs.</p>
 <h2>Scaling exponents and crossovers</h2>
 <p>Least-squares fit of log y = a + k·log N per curve with 4 or more sizes (fewer: "n/a"); dense attention should show k ≈ 2,
 linear mechanisms k ≈ 1. Crossovers interpolate both curves in log-log space between measured sizes. Intervals are
-95 %: latency exponents and crossovers from a bootstrap of the timed samples (resampled within each pass, the fit
-or crossover redone per resample), memory and FLOP exponents from the fit's t-interval; "CI of k" says which.</p>
+95 %: latency exponents and crossovers from draws of every case's latency (t over its pass medians, so the drift
+between passes is inside; within its one pass for a single-pass case), the fit or crossover redone per draw;
+memory and FLOP exponents from the fit's t-interval; "CI of k" says which.</p>
 {_scaling_html(run.exponents, run.crossings, baseline, metric)}
 <h2>Figures</h2>
 {figures}

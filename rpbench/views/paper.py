@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..analysis import RunAnalysis
-from .format import BAND_MARK, md_cell
+from .format import BAND_MARK, CI_NAMES, md_cell
 from .grid import Cell, MetricGrid, metric_grids
 
 FLAG_MARK = "*"
@@ -34,8 +34,10 @@ def _paper_table(grid: MetricGrid) -> PaperTable:
                   if baseline else "") + ".")
     table = PaperTable(caption=caption, columns=grid.columns, unit=grid.unit, rows=grid.rows, baseline=baseline)
     if baseline:
-        table.notes.append("Speedup intervals: 95 % bootstrap of both cases' timed samples, resampled within "
-                           "each timed pass (fixed seed).")
+        table.notes.append("Speedups round-paired where both cases were timed in the same rounds (the ratio per "
+                           "round, combined with a 95 % t interval); otherwise the ratio of medians with a 95 % "
+                           "interval from both cases' pass medians. Methods here: "
+                           + (", ".join(CI_NAMES.get(m, m) for m in grid.speedup_methods) or "none") + ".")
     if any(c.speedup.endswith(BAND_MARK) for c in grid.cells()):
         table.notes.append(f"{BAND_MARK} Interval from the p20–p80 ends paired least favourably (no samples).")
     if any(c.flagged for c in grid.cells()):

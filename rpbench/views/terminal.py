@@ -17,10 +17,22 @@ from rich.text import Text
 
 from ..analysis import SCALING_QUANTITIES, Metric, RunAnalysis, best_flags
 from ..analysis.scaling import MIN_FIT_SIZES
+from ..core.drift import Drift, drift_sentence
 from .fold import Column, fold_tables
 from .format import (MISSING, SPEEDUP_NOTE, curve_fits, fmt_exponent, fmt_int, fmt_number, fmt_status,
                      interval_methods, left_out_text, measured_cells)
 from .terminal_grid import BEST_STYLE, FLAG_MARKS, FLAG_STYLE, flag_lines, grids_view
+
+
+# ---- the machine's drift: one line at the top of `rpbench report` and at the end of `rpbench sweep` ----
+
+
+def drift_line(drift: Drift | None) -> Text:
+    """How far the machine itself drifted between rounds (its reference kernel), or that the run cannot say."""
+    return Text(drift_sentence(drift), style="bold" if drift is not None else "yellow")
+
+
+# ---- the report's tables ----
 
 
 @dataclass
@@ -120,11 +132,12 @@ def scaling_table(exponents: pd.DataFrame, crossings: pd.DataFrame, baseline: st
             *notes]
 
 
-def terminal_report(run: RunAnalysis, width: int = 100, cases: bool = False) -> TerminalReport:
+def terminal_report(run: RunAnalysis, width: int = 100, cases: bool = False,
+                    drift: Drift | None = None) -> TerminalReport:
     """What `rpbench report` prints for an analysed run, fitted to `width` columns; `cases`: the case table and
-    every fitted quantity too."""
+    every fitted quantity too; `drift`: the run's (see `drift_line`), its line heads the report."""
     return TerminalReport(
-        header=run_notes(run.env),
+        header=[drift_line(drift), *run_notes(run.env)],
         grids=grids_view(run, width),
         scaling=scaling_table(run.exponents, run.crossings, run.baseline, run.metric, width, full=cases),
         cases=cases_table(run.summary, run.baseline, run.metric, width) if cases else [],

@@ -16,7 +16,8 @@ from rich.text import Text
 
 from ..analysis import FLAG_KINDS, RunAnalysis, flag_summary
 from ..analysis.flags import IMPLAUSIBLE_DROP
-from ..core.measurement import NOISY_IQR_PCT, UNSTABLE_ROUNDS_PCT
+from ..core.drift import LEGACY_UNSTABLE_PCT, UNSTABLE_FLOOR_PCT
+from ..core.measurement import NOISY_IQR_PCT
 from .fold import Column, fold_tables
 from .format import MISSING, fmt_int, is_set
 from .grid import Cell, MetricGrid, metric_grids
@@ -31,7 +32,8 @@ assert set(FLAG_MARKS) == set(FLAG_KINDS)
 FLAG_MEANINGS = {
     "inaccurate": "output further from float32 than the dtype's tolerance",
     "disturbed": "other processes were busy in every pass",
-    "unstable": f"its passes more than {UNSTABLE_ROUNDS_PCT:.0f} % apart",
+    "unstable": f"its passes apart beyond the machine's drift (and by more than {UNSTABLE_FLOOR_PCT:.0f} %; "
+                f"{LEGACY_UNSTABLE_PCT:.0f} % in runs without a reference kernel)",
     "throttled": "GPU clocks pulled down in every pass",
     "implausible": f"a larger case of its curve more than {IMPLAUSIBLE_DROP:g}× faster",
 }
@@ -93,8 +95,12 @@ def grid_legend(grids: Iterable[MetricGrid], width: int) -> Text | None:
     parts = []
     if any(cell.best for cell in cells):
         parts.append(f"{BEST_MARK} best of its column")
-    if any(cell.spread_pct is not None for cell in cells):
-        parts.append("± half the p20–p80 spread, % of the value")
+    spread = [cell.interval for cell in cells if cell.spread_pct is not None]
+    if spread:
+        parts.append("± half the 95 % interval (drift between passes included), % of the value" if all(spread)
+                     else "± half the p20–p80 spread, % of the value" if not any(spread)
+                     else "± half the 95 % interval (drift between passes included), else of the p20–p80 spread "
+                          "where a row has no interval, % of the value")
     kinds = {cell.flags[0] for cell in cells if cell.flags}  # the kind a cell's mark shows
     parts += [f"{FLAG_MARKS[kind]} {kind}: {FLAG_MEANINGS[kind]}" for kind in FLAG_KINDS if kind in kinds]
     if kinds:

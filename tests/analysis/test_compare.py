@@ -175,3 +175,26 @@ def test_compare_as_json(run_a, tmp_path):
     assert payload["counts"]["regression"] == 1 and payload["shared"] == 8 and payload["differences"] == []
     regression = next(case for case in payload["cases"] if case["verdict"] == "regression")
     assert regression["ratio"] == pytest.approx(1.5) and regression["series"] == "rpattention"
+
+
+def test_a_machine_that_drifted_between_two_runs_is_not_a_regression(tmp_path):
+    """Run B is 20 % slower everywhere, as a drifting machine makes it: each row's p20–p80 band (±5 %, noise
+    inside a pass) no longer overlaps A's, but the 95 % intervals, which hold the drift between passes (±25 %),
+    do: nothing is a regression. With intervals as tight as the bands it would be one."""
+    def with_interval(rows, half):
+        return [{**row, "latency_ms_ci_low": row["latency_ms_median"] * (1 - half),
+                 "latency_ms_ci_high": row["latency_ms_median"] * (1 + half), "latency_ci_method": "pass-t"}
+                for row in rows]
+
+    slowed = scaling_rows()
+    for index in range(len(slowed)):
+        slowed = _slowed(slowed, index, 1.2)
+    run_a = write_run(tmp_path / "a", with_interval(scaling_rows(), 0.25))
+    run_b = write_run(tmp_path / "b", with_interval(slowed, 0.25))
+    comparison, verdicts = _verdicts(run_a, run_b)
+    assert comparison.counts()["regression"] == 0 and comparison.spread == "95 % intervals"
+    assert set(verdicts.values()) == {("unchanged", "+20.0 %, within 95 % intervals")}
+    assert "beyond the 95 % intervals)" in comparison.summary_line()
+    tight_b = write_run(tmp_path / "tight", with_interval(slowed, 0.04))
+    tight_a = write_run(tmp_path / "tight-a", with_interval(scaling_rows(), 0.04))
+    assert _verdicts(tight_a, tight_b)[0].counts()["regression"] == 8

@@ -83,7 +83,7 @@ def test_flags_and_noisy_are_marked_in_the_html_report_and_the_grid_alike(tmp_pa
     grid = _render(*grids_view(analysed, 100))
     # at N=3136 the flagged rpattention cell is left out: dense is alone there, and the best of nothing is not marked
     assert "19.7 ±5%" in grid and "19.7 ±5% ◆" not in grid and "12.5 ±5% ◆" in grid
-    assert "3.14 ±5% u" in grid and "u unstable: its passes more than 25 % apart" in grid
+    assert "3.14 ±5% u" in grid and "u unstable: its passes apart beyond the machine's drift" in grid
     assert "0.0768 ±5% ◆~" in grid and "~ noisy" in grid  # noisy is marked, and still the best of its column
     table = display_table(analysed)
     assert table["flags"].tolist().count("noisy") == 1 and table["flags"].str.startswith("unstable").sum() == 1
@@ -122,3 +122,10 @@ def _render(*renderables) -> str:
     for renderable in renderables:
         console.print(renderable)
     return console.export_text()
+
+
+def test_an_unstable_row_says_it_moved_beyond_the_machines_drift():
+    frame = _prepared([make_row(tokens=196, unstable=True, round_spread_pct=41.0, drift_pct=3.2),
+                       make_row(tokens=784, latency_ms_median=4.0, unstable=True, round_spread_pct=30.0)])
+    assert list(frame["flags"]) == ["unstable: passes 41 % apart, beyond the machine's drift (±3.2 %)",
+                                    "unstable: passes 30 % apart"]  # a row of a run without a reference kernel

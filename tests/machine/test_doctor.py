@@ -39,7 +39,7 @@ def test_cpu_doctor_json_shape_and_exit_code(cpu_run):
     assert report["device"] == "cpu" and report["ok"] is True
     names = [check["name"] for check in report["checks"]]
     assert names == ["cpu load", "cpu governor", "torch build", "device", "cpu threads", "tf32", "sdpa backends",
-                     "timer", "timer cross-check", "ceilings"]
+                     "timer", "timer cross-check", "drift", "ceilings"]
     for check in report["checks"]:
         assert set(check) == {"name", "status", "detail", "advice", "values"}
         assert check["status"] in STATUSES - {"fail"} and check["detail"]

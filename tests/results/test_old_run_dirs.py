@@ -39,3 +39,19 @@ def test_compare_matches_every_case_of_an_old_run_with_a_new_one(tmp_path):
     compared = invoke("compare", str(OLD_RUN), str(new), "--threshold", "1000")
     assert compared.exit_code == 0, compared.output
     assert "0 only in A, 0 only in B" in compared.output
+
+
+def test_an_old_run_dir_reports_without_a_reference_kernel_and_says_so():
+    """No reference kernel, no rounds, no intervals in its rows: the report says the drift is unknown, keeps the
+    old unstable rule, and gives every row the interval its single pass allows (named as such)."""
+    from rpbench.analysis import analyse_run
+    from rpbench.results import store
+
+    result = invoke("report", str(OLD_RUN))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("machine drift unknown: this run has no reference kernel timings")
+    run = store.load_run(OLD_RUN)
+    assert store.run_drift(OLD_RUN) is None
+    summary = analyse_run(run.frame, run.env, samples=run.samples).summary
+    assert set(summary["latency_ci_method"].dropna()) == {"within-pass"}
+    assert (summary["latency_ms_ci_low"] <= summary["latency_ms_median"]).all()

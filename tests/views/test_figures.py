@@ -107,8 +107,8 @@ def test_flagged_points_are_drawn_hollow_and_not_joined(figures):
 def test_speedup_figure_holds_the_summary_speedups_and_their_intervals(figures, analysed):
     speedup = figures["speedup-vs-tokens"]
     assert speedup.reference == 1.0 and speedup.interval == "bars"
-    assert "bars: 95 % bootstrap interval)" in speedup.title  # every case has samples: all intervals bootstrapped
-    assert set(analysed.summary["speedup_method"].dropna()) == {"bootstrap"}
+    assert "bars: 95 % interval (one pass))" in speedup.title  # one pass each: every interval from it
+    assert set(analysed.summary["speedup_method"].dropna()) == {"within-pass"}
     summary = analysed.summary
     for panel in speedup.panels:
         assert "dense" not in {s.mechanism for s in panel.series}

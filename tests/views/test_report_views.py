@@ -204,7 +204,7 @@ def test_export_markdown_table(run_dir):
     lines = table.splitlines()
     cases = len(store.load(run_dir))
     assert len(lines) == cases + 2
-    assert note.startswith("Speedup intervals: 95 % bootstrap")
+    assert note.startswith("Speedups are round-paired")
     assert lines[0].startswith("| mechanism | N |") and lines[1].startswith("|---|")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert any("| 6.27× [5.67–6.93] |" in line for line in lines)

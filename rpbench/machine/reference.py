@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..core.case import Timing
 from ..core.diagnostics import Check
-from ..core.drift import Drift, ReferenceTiming
+from ..core.drift import Drift, ReferenceTiming, RoundEffects
 from ..core.intervals import student_t_quantile
 from ..measure.timing import time_step
 from .interference import LoadMonitor
@@ -83,6 +83,7 @@ class ReferenceClock:
         self._last = 0.0
         self._broken = False
         self._round = 0
+        self.rounds: RoundEffects | None = None  # the cases' round effects, set by the sweep (measure.rounds)
 
     def round_started(self, index: int) -> None:
         self._round = index
@@ -109,7 +110,9 @@ class ReferenceClock:
         self.record(taken)
 
     def drift(self) -> Drift | None:
-        return Drift.of(self.timings)
+        """The reference kernel's drift, with the cases' round effects where the sweep has fitted them (`rounds`)."""
+        found = Drift.of(self.timings)
+        return found.with_rounds(self.rounds) if found is not None and self.rounds is not None else found
 
     def close(self) -> None:
         """Free the kernel's tensors."""

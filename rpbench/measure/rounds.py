@@ -1,8 +1,9 @@
 """Rounds: every case is timed in `timing.rounds` passes over the suite, each pass in its own seeded shuffle, so
 drift and other processes hit every mechanism alike. A pass disturbed by other processes is taken again after the
 last round (at most `timing.retries` times per case); then a case whose interval is wider than its target gets
-extra rounds (`adaptive`). A case is final, and handed on, as soon as nothing more will be measured for it; its row
-pools the samples of its undisturbed passes. Every pass records the round of the sweep it was taken in
+extra rounds (`adaptive`). A case is final, and handed on, at the end of the round in which nothing more is left to
+measure for it (so the effect of that round on every case, `core.drift.RoundEffects`, is known when its row is
+judged `unstable`); its row pools the samples of its undisturbed passes. Every pass records the round of the sweep it was taken in
 (`sweep_round`: regular rounds, then each batch of retries or extra passes is a round of its own), which pairs the
 passes of two cases for speedups, and the reference kernel's timing before it (`clock`, see
 `rpbench.machine.reference`: timed at the start of every round and between chunks of a long one).
@@ -24,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core.case import Case, Timing
-from ..core.drift import Drift
+from ..core.drift import Drift, RoundEffects
 from ..core.errors import one_line
-from ..core.measurement import Measurement, Round
+from ..core.measurement import Measurement, Round, pooled_rounds
 from .adaptive import ExtraRounds
-from .runner import NOTE_LIMIT, ContextLost, measure_again, run_case
+from .runner import NOTE_LIMIT, ContextLost, freeze_heap, measure_again, run_case
 
 ROUND_SEED = "rpbench-round"  # each round's order is random.Random(f"{ROUND_SEED}-{index}"): the same every sweep
 
@@ -113,6 +114,7 @@ def measure_in_rounds(
     `machine.reference.ReferenceClock`, or None) times the reference kernel at the start of every round and, one
     pass after another, between chunks of a long round; each pass records its latest timing, each row its drift.
     """
+    freeze_heap()
     first_pass = first_pass or (lambda case, timing, suite, slot=0: run_case(case, timing, suite=suite))
     later_pass = later_pass or (lambda case, timing, like, retry=False, slot=0:
                                 measure_again(case, timing, like, retry=retry))
@@ -187,11 +189,29 @@ def measure_in_rounds(
         starting(state)
         record(state, *execute(state, retry), retry)
 
+    fitted: dict[str, Any] = {"passes": -1, "drift": None}
+
+    def drift() -> Drift | None:
+        """The reference kernel's drift with the cases' round effects as they stand (refitted only when a pass was
+        added since the last fit)."""
+        if clock is None:
+            return None
+        passes = sum(len(state.rounds) for state in progress.values())
+        if passes != fitted["passes"]:
+            clock.rounds = RoundEffects.of([pooled_rounds(state.rounds) for state in progress.values()
+                                            if state.first is not None and state.first.timed])
+            fitted.update(passes=passes, drift=clock.drift())
+        return fitted["drift"]
+
     def finish(state: _Progress) -> None:
         state.final = True
-        on_final(_final(state, extra, None if clock is None else clock.drift()))
+        on_final(_final(state, extra, drift()))
         if state.lost:  # the row that says so is written; nothing after it could be measured
             raise ContextLost(state.lost)
+
+    def finish_all(ending: list[_Progress]) -> None:
+        for state in ending:
+            finish(state)
 
     def wants_more(state: _Progress) -> bool:  # bounded: disturbed extra passes do not add to the pool
         return (not state.final and state.first is not None and state.first.timed
@@ -214,12 +234,16 @@ def measure_in_rounds(
             clock.round_started(index)
         if workers > 1:
             return run_parallel(states, retry, last_round)
+        ending = []  # finished at the end of the round, when its effect on every case is known
         for state in states:
             if not retry and index >= timing.rounds and extra.spent:
-                return
+                break
             take(state, retry)
             if done(state, last_round):
-                finish(state)
+                if state.lost:
+                    finish(state)  # raises: nothing after a lost context can be measured
+                ending.append(state)
+        finish_all(ending)
 
     def run_parallel(states: list[_Progress], retry: bool, last_round: bool) -> None:
         """One thread per slot pulls passes from one queue (the round's order): a pass of a case that has a slot
@@ -246,6 +270,7 @@ def measure_in_rounds(
                    for slot in range(workers)]
         for thread in threads:
             thread.start()
+        ending = []
         try:
             for _ in states:
                 state, found, elapsed = ended.get()
@@ -253,7 +278,9 @@ def measure_in_rounds(
                     raise found
                 record(state, found, elapsed, retry)
                 if done(state, last_round):
-                    finish(state)
+                    if state.lost:
+                        finish(state)
+                    ending.append(state)
         except BaseException:
             stop.set()
             if cancel is not None:
@@ -263,6 +290,7 @@ def measure_in_rounds(
             stop.set()
             for thread in threads:
                 thread.join(timeout=60)
+        finish_all(ending)
 
     for index in range(timing.rounds):
         last_round = index == timing.rounds - 1

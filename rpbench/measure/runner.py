@@ -224,11 +224,21 @@ def _too_far(case: Case, error: float | None) -> bool:
     return error is not None and error > ERROR_TOLERANCE[case.dtype]
 
 
+def freeze_heap() -> None:
+    """Collect, then move every object still alive (torch and what it imported on first use, the suite, the
+    harness) out of the collector's reach (`gc.freeze`), so the next full collection walks only what was created
+    since: 67–138 ms a pass on a 2-core VM otherwise, a third of a quick-suite pass. What a case left in a
+    reference cycle is collected here, before the freeze; what is frozen is alive, freed by its reference count
+    when dropped (only a cycle formed later among frozen objects would stay)."""
+    gc.collect()
+    gc.freeze()
+
+
 def release(device: str, forget_compiled: bool = True) -> None:
     """Free what a case left: compiled code (unless `forget_compiled`: mid-case), garbage, cached device memory."""
     if forget_compiled and "torch._dynamo" in sys.modules:  # nothing compiled stays cached for the next case
         sys.modules["torch._dynamo"].reset()
-    gc.collect()
+    freeze_heap()
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.empty_cache()

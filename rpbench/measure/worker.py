@@ -110,7 +110,10 @@ def main(argv: list[str]) -> int:
     from .isolated import GPU_ENV
     from .process import READY, TOOK
 
+    from .runner import freeze_heap
+
     warm_up()
+    freeze_heap()
     if os.environ.get(GPU_ENV) is not None and torch.cuda.is_available():
         torch.zeros(1, device="cuda")  # the CUDA context of this worker's GPU, created once
         torch.cuda.synchronize()

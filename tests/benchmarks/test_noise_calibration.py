@@ -39,6 +39,7 @@ def test_judge_counts_coverage_width_flags_and_speedup_order(calibration, tmp_pa
     judged = calibration.judge(reference, run)
     assert judged["rows"] == 8 and judged["with_interval"] == 8
     assert judged["coverage"] == pytest.approx(6 / 8)  # two intervals were put beside their medians
+    assert judged["agreement"] == 1.0  # every median within both half-widths of the reference's (5 % apart)
     assert judged["median_ci_pct"] == pytest.approx(10.0) and judged["flagged"] == 0
     assert judged["speedup_order_agreement"] == 1.0  # one pair per size (dense, rp), ordered as in the reference
     assert judged["mean_rounds"] == 3 and judged["target_met"] == 1.0

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from rpbench.core import intervals
-from rpbench.core.drift import LEGACY_UNSTABLE_PCT, Drift, ReferenceTiming, drift_sentence, unstable
+from rpbench.core.drift import LEGACY_UNSTABLE_PCT, Drift, ReferenceTiming, RoundEffects, drift_sentence, unstable
 from rpbench.core.passes import Round
 
 
@@ -158,3 +158,47 @@ def test_a_single_pass_on_a_machine_whose_drift_was_measured_holds_that_drift():
         low, high = estimate.interval()
         widened += low <= 1.0 <= high
     assert alone / 300 < 0.3 and 0.90 <= widened / 300 <= 0.99
+
+
+def _sweep(rng, effects, cases=20, residual=0.03, within=0.01):
+    """Pass lists of `cases` cases timed once in each round; round r slows every case by exp(effects[r]), each pass
+    moves by itself by a `residual` standard deviation (log scale) on top."""
+    found = []
+    for case in range(cases):
+        centre = math.exp(rng.uniform(-2, 2))  # cases of very different sizes
+        found.append([Round(samples=tuple(centre * math.exp(effect + rng.normal(0, residual))
+                                          * np.exp(rng.normal(0, within, 30))), sweep_round=index)
+                      for index, effect in enumerate(effects)])
+    return found
+
+
+def test_the_cases_measure_how_the_machine_moved_between_rounds():
+    """A round that slows every case by 40 % while the reference kernel moved 2 %: the fit finds that round's
+    effect from the cases (±0.05 on the log scale), and what each case kept beyond it (3 %)."""
+    rng = np.random.default_rng(5)
+    effects = [0.0, math.log(1.4), 0.0, math.log(0.9)]
+    fitted = RoundEffects.of(_sweep(rng, effects, cases=30))
+    for index, effect in enumerate(effects):  # effects are known up to a constant: compare them with round 0's
+        assert fitted.effects[index] - fitted.effects[0] == pytest.approx(effect - effects[0], abs=0.05)
+    assert fitted.residual_sd_pct == pytest.approx(3.0, abs=1.5) and fitted.cases == 30
+    assert RoundEffects.from_json(fitted.to_json()) == fitted
+    assert RoundEffects.of(_sweep(rng, effects, cases=3)) is None  # too few cases a round to say
+    drift = Drift.of(_reference([1.0, 1.02, 0.98, 1.01])).with_rounds(fitted)
+    assert Drift.from_json(drift.to_json()) == drift
+    assert "the cases moved together by ±" in drift_sentence(drift)
+
+
+def test_a_round_that_slows_every_case_flags_none_and_a_case_that_moves_alone_is_flagged():
+    """The reference kernel says the machine is quiet (2 %), but a whole round ran 40 % slow, as on a cloud VM
+    whose neighbours share its cores. Judged against the kernel alone, every case is unstable; with the round's
+    effect taken out, none is, except one case whose own passes moved by 60 % in a round the others did not."""
+    rng = np.random.default_rng(11)
+    effects = [0.0, math.log(1.4), 0.0]
+    cases = _sweep(rng, effects, cases=24)
+    lone = [Round(samples=tuple(np.exp(rng.normal(0, 0.01, 30)) * m), sweep_round=i)
+            for i, m in enumerate([1.0, 1.4 * 1.6, 1.0])]
+    kernel = Drift.of(_reference([1.0, 1.02, 0.98, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0]))
+    assert all(unstable(case, kernel) for case in cases)  # the machine's round effect, blamed on each case
+    drift = kernel.with_rounds(RoundEffects.of([*cases, lone]))
+    assert not any(unstable(case, drift) for case in cases)
+    assert unstable(lone, drift)

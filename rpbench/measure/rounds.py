@@ -14,6 +14,10 @@ ends (the sweep journals it), and a resumed sweep hands back the passes of unfin
 of them is kept and counts as taken (none is taken again), and such a case gets one full measurement before its
 row is written: as its next regular pass when it lacks one, else (all its regular passes were journalled) in the
 last regular round only for what the journal does not keep (FLOPs, memory, kernels), its timing not added.
+
+Over 300 lines on purpose: `measure_in_rounds` is one set of closures over the sweep's bookkeeping (progress per
+case, the round being taken, the plan's count, the clock, the extra rounds' budget); split into modules, each part
+would take all of that state as arguments.
 """
 from __future__ import annotations
 

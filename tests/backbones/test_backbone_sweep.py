@@ -13,6 +13,8 @@ from rpbench.core.measurement import Measurement
 
 from cli_helpers import invoke
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: backbone sweeps end to end
+
 SUITE = """
 name = "bb"
 scope = "backbone"

@@ -7,6 +7,8 @@ import attentions
 from rpbench import backbones
 from rpbench.measure.probes import attention_share
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: whole backbones built and run, several per test
+
 SMALL_KNOBS = {"m": 4, "window": 2, "kernel": 3}  # each mechanism takes the ones it has (NAT: k <= a 4x4 stage)
 # Two resolutions per family, small enough for CPU, chosen so Swin pads (3 -> 4 with window 2).
 RESOLUTIONS = {"deit": (32, 48), "swin": (64, 96), "pvt": (64, 96)}

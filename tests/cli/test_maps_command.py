@@ -14,6 +14,8 @@ import attentions
 from rpbench.cli import app
 from rpbench.core.maps import RANDOM_WEIGHTS
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: routing maps rendered to PNG and SVG
+
 TINY = ["--resolution", "32", "--patch", "8", "--dim", "8", "--heads", "2"]
 
 

@@ -18,6 +18,8 @@ from rpbench.cli import app
 
 from cli_helpers import invoke, tiny_suite
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: hundreds of generated suites, each through the CLI
+
 TIME_LIMIT_S = 20
 
 BASE_SUITE = """

@@ -110,6 +110,7 @@ def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
     assert (target / LOCK).read_text() == ""
 
 
+@pytest.mark.slow
 def test_two_sweeps_into_one_dir_leave_one_row_per_case(tmp_path, suite):
     out = tmp_path / "shared"
     command = [sys.executable, "-m", "rpbench", "sweep", str(suite), "--out", str(out), "--no-report"]
@@ -244,6 +245,7 @@ def test_cuda_on_a_machine_without_a_gpu_is_refused_before_any_dir_exists(tmp_pa
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_a_dir_left_without_rows_takes_a_new_sweep_and_a_resume(tmp_path, suite, monkeypatch):
     from rpbench.machine import environment
 

@@ -62,6 +62,7 @@ def test_linear_is_accurate_in_float16_at_16k_tokens_and_unchanged_in_float32():
     assert (linear_module.linear_attention(*half).float() - _unscaled(q, k, v)).norm() / _unscaled(q, k, v).norm() < 1e-3
 
 
+@pytest.mark.slow
 def test_an_overflowing_mechanism_is_inaccurate_kept_and_left_out_of_speedups(tmp_path, monkeypatch):
     monkeypatch.setattr(linear_module, "linear_attention", _unscaled)  # the float16 overflow, on purpose
     measured = run_case(_case("linear", 4096, "float16"), QUICK, suite="t")

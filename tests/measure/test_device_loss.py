@@ -3,11 +3,14 @@ the case becomes an `error` naming the CUDA error, the sweep stops with one line
 Simulated on the CPU by a cleanup that raises what torch raises then."""
 from __future__ import annotations
 
+import pytest
 import rpbench
 from rpbench.measure import runner
 from rpbench.results.store import PASSES
 
 from cli_helpers import invoke, tiny_suite
+
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: sweeps that lose a (stand-in) device mid-case
 
 ILLEGAL = "CUDA error: an illegal memory access was encountered"
 

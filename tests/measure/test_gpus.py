@@ -16,6 +16,8 @@ from rpbench.measure import isolated
 
 from cli_helpers import invoke, tiny_suite
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: one worker process per stand-in GPU
+
 RECORDER = '''
     import fcntl, json, os, time
     from torch import nn

@@ -14,6 +14,8 @@ from rpbench.suites import case_from_flags
 
 from cli_helpers import invoke, planted, tiny_suite
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: worker processes, crashes, kill -9 and resume: real processes, seconds each
+
 def test_isolated_sweep_measures_the_same_cases_as_one_process(tmp_path):
     suite = tiny_suite(tmp_path, names=("dense", "rpattention"), tokens="16, 64")
     suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))

@@ -29,6 +29,8 @@ from launch_helpers import assert_whole, fake_slurm, kill_running, wait_for_task
 pytest.importorskip("submitit")
 
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: sweeps through the SLURM path's local executor, in subprocesses
+
 def test_the_local_executor_runs_a_suite_through_the_slurm_path_and_collect_merges_it(tmp_path):
     suite = tiny_suite(tmp_path, names=("dense", "rpattention"), tokens="16, 64")
     suite.write_text(suite.read_text().replace("rounds = 1", "rounds = 2"))

@@ -25,6 +25,8 @@ from rpbench.measure.workload import make_workload
 
 from cli_helpers import invoke, tiny_suite
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: torch.profiler traces of real sweeps
+
 SMALL = ("--grid", "8x8", "--dim", "32", "--heads", "4", "--m", "4", "--device", "cpu")
 QUICK_SCHEDULE = ("--wait", "0", "--warmup", "1", "--active", "2")
 LABELS = {

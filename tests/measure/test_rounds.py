@@ -173,6 +173,7 @@ def test_a_run_started_before_rounds_existed_resumes_with_one_round(tmp_path):
     assert resumed.exit_code == 0, resumed.output
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_between_rounds_keeps_every_pass_and_resume_takes_only_what_is_missing(tmp_path):
     from rpbench.results.store import PASSES
 

@@ -168,6 +168,7 @@ def test_resume_after_truncation_loses_and_duplicates_nothing(tmp_path):
     assert not samples.duplicated(["case_id", "sample"]).any()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_sweep_then_resume(tmp_path):
     path = tiny_suite(tmp_path, names=("dense", "rpattention", "linear", "agent"), tokens="16, 64, 256, 1024")
     path.write_text(path.read_text().replace("repeat = 5", "repeat = 40"))

@@ -173,6 +173,7 @@ def test_a_plugin_that_fails_to_build_or_run_is_an_error_row(tmp_path, monkeypat
     assert measured.status == "error" and words in measured.note
 
 
+@pytest.mark.slow
 def test_a_suite_runs_its_other_mechanisms_when_a_plugin_cannot_be_loaded(tmp_path):
     suite = tiny_suite(tmp_path, names=("dense", "no_such_module_xyz:Thing", FILE_PLUGIN), tokens="64")
     out = tmp_path / "run"
@@ -203,6 +204,7 @@ def rpbench_with(site: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=site)
 
 
+@pytest.mark.slow
 def test_an_installed_plugin_is_listed_and_swept_by_name(tmp_path):
     site = tmp_path / "site"
     fake_install(site, "rpbench-example-plugin", "pooled-kv = rpbench_example_plugin")
@@ -221,6 +223,7 @@ def test_an_installed_plugin_is_listed_and_swept_by_name(tmp_path):
     assert not pooled["notes"].fillna("").str.contains("FLOP").any()
 
 
+@pytest.mark.slow
 def test_an_installed_plugin_that_fails_to_load_is_one_line_and_the_rest_is_listed(tmp_path):
     site = tmp_path / "site"
     fake_install(site, "broken-plugin", "broken = broken_plugin_module_xyz")

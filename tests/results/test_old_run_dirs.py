@@ -1,6 +1,7 @@
 """A results dir written by rpbench before the restructure still resumes and compares (ids, columns, files)."""
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 import rpbench
@@ -31,6 +32,7 @@ def test_resume_of_an_old_run_dir_on_another_cpu_model_is_refused(old_run, as_me
     assert {path.name: path.read_bytes() for path in old_run.iterdir() if path.is_file()} == before
 
 
+@pytest.mark.slow
 def test_compare_matches_every_case_of_an_old_run_with_a_new_one(tmp_path):
     new = tmp_path / "new"
     result = invoke("sweep", str(OLD_RUN / "suite.toml"), "--out", str(new), "--no-report")

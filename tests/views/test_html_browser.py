@@ -21,6 +21,8 @@ from rpbench.views.html import write_html
 
 from fake_runs import DEFAULT_ENV, make_row, scaling_rows, write_run
 
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: a headless Chromium per page
+
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 
 

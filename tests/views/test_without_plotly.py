@@ -2,9 +2,12 @@
 table and a sentence instead of figures."""
 from __future__ import annotations
 
+import pytest
 from cli_helpers import rpbench_without
 from fake_runs import scaling_rows, write_run
 
+
+pytestmark = pytest.mark.slow  # the fast lane leaves these out: a sweep and report in a subprocess without plotly
 
 def test_report_without_plotly_prints_tables_and_writes_a_page_without_figures(tmp_path):
     run = write_run(tmp_path / "run", scaling_rows())

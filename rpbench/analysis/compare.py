@@ -6,6 +6,14 @@ the memory metric), so a noisy case, or a machine that drifted between the runs,
 case flagged in either run (disturbed, unstable, throttled, implausible: see `flags`) gets the verdict "flagged",
 never "regression". `run_differences` says what
 else differs between the runs (device, torch, timer, rounds): numbers from different setups are not comparable.
+
+A common shift. On a cloud VM the machine's level moves between runs minutes apart (two idle quick runs of the same
+code, one minute apart: every case 11–57 % slower in the second, median 31 %), further than any interval from
+within one run can hold. `common_shift` is the median log ratio B/A over the shared cases that are usable in both
+(at least MIN_SHIFT_CASES). With `remove_shift` every B value and interval is divided by it before judging, so a
+case counts only when it moved beyond what all cases moved together; the shift itself is reported either way.
+Whether it is removed is the caller's choice (`rpbench compare --shift`: by default only when both runs measured
+the same code in the same environment, where a common shift can only be the machine's).
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ..core.case import LEGACY_TIMING, Timing
@@ -20,6 +29,7 @@ from ..core.errors import AnalysisError
 from .metrics import Metric
 from .table import prepare
 
+MIN_SHIFT_CASES = 8  # fewer shared usable cases say too little about what moved them all
 VERDICTS = ("regression", "improvement", "flagged", "unchanged", "only in A", "only in B")
 INTERVAL = "95 % intervals"
 BAND = "p20–p80 spread"
@@ -33,6 +43,9 @@ class Comparison:
     metric: Metric
     threshold_pct: float
     spread: str = BAND  # what a change had to clear beside the threshold
+    shift: float | None = None  # the common shift, B / A over the shared usable cases (None: too few)
+    shift_cases: int = 0
+    shift_removed: bool = False  # B was divided by `shift` before judging
 
     def counts(self) -> dict[str, int]:
         found = self.cases["verdict"].value_counts()
@@ -58,10 +71,21 @@ class Comparison:
             f"{self.spread})"
         )
 
+    def shift_line(self) -> str | None:
+        """What all shared cases did together, and whether the verdicts allow for it; None when too few cases."""
+        if self.shift is None:
+            return None
+        change = 100 * (self.shift - 1)
+        return (f"common shift: the {self.shift_cases} shared cases usable in both runs moved together by "
+                f"{change:+.1f} % (median of B/A); "
+                + ("verdicts are beyond it (the same code in the same environment: the machine's level moved)"
+                   if self.shift_removed else "verdicts include it (--shift remove judges beyond it)"))
+
     def to_json(self) -> dict[str, Any]:
         cases = self.cases.astype(object).where(self.cases.notna(), None)
         return {"metric": self.metric.name, "threshold_pct": self.threshold_pct, "shared": self.shared,
-                "counts": self.counts(), "cases": cases.to_dict(orient="records")}
+                "counts": self.counts(), "shift": self.shift, "shift_cases": self.shift_cases,
+                "shift_removed": self.shift_removed, "cases": cases.to_dict(orient="records")}
 
 
 def _spread(prepared: pd.DataFrame, metric: Metric) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -120,10 +144,30 @@ def check_threshold(threshold_pct: float) -> None:
         raise AnalysisError(f"threshold must be between 0 and {MAX_THRESHOLD_PCT:g} %, got {threshold_pct:g}")
 
 
-def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, threshold_pct: float) -> Comparison:
-    """Judge every case_id present in either run."""
+def common_shift(side_a: pd.DataFrame, side_b: pd.DataFrame) -> tuple[float | None, int]:
+    """(median B/A, cases) over the shared cases ok and unflagged in both with a positive value; None below
+    MIN_SHIFT_CASES."""
+    shared = side_a.index.intersection(side_b.index)
+    a, b = side_a.loc[shared], side_b.loc[shared]
+    usable = (a["ok"].to_numpy() & b["ok"].to_numpy() & a["flags"].isna().to_numpy() & b["flags"].isna().to_numpy()
+              & (a["value"].astype(float) > 0).to_numpy() & (b["value"].astype(float) > 0).to_numpy())
+    if usable.sum() < MIN_SHIFT_CASES:
+        return None, int(usable.sum())
+    ratios = b["value"].astype(float).to_numpy()[usable] / a["value"].astype(float).to_numpy()[usable]
+    return float(np.exp(np.median(np.log(ratios)))), int(usable.sum())
+
+
+def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, threshold_pct: float,
+                 remove_shift: bool = False) -> Comparison:
+    """Judge every case_id present in either run (`remove_shift`: beyond their common shift, see the module)."""
     check_threshold(threshold_pct)
     side_a, side_b = _side(frame_a, metric), _side(frame_b, metric)
+    shift, shift_cases = common_shift(side_a, side_b)
+    removed = remove_shift and shift is not None
+    if removed:
+        side_b = side_b.copy()
+        for column in ("value", "low", "high"):
+            side_b[column] = side_b[column] / shift
     records = []
     for case_id in list(side_a.index) + [c for c in side_b.index if c not in side_a.index]:
         in_a, in_b = case_id in side_a.index, case_id in side_b.index
@@ -137,12 +181,14 @@ def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, t
             "status_a": a["status"] if a is not None else "",
             "status_b": b["status"] if b is not None else "",
             "value_a": a["value"] if a is not None else pd.NA,
-            "value_b": b["value"] if b is not None else pd.NA,
+            "value_b": b["value"] * (shift if removed else 1.0) if b is not None else pd.NA,
         }
         if a is None or b is None:
             record["verdict"], record["reason"] = ("only in B", "") if a is None else ("only in A", "")
         else:
             record["verdict"], record["reason"] = _judge(a, b, metric, threshold_pct)
+            if removed and record["reason"][:1] in "+-":
+                record["reason"] += " beyond the common shift"
         records.append(record)
     cases = pd.DataFrame.from_records(records, columns=["case_id", "series", "tokens", "status_a", "status_b",
                                                         "value_a", "value_b", "verdict", "reason"])
@@ -154,7 +200,7 @@ def compare_runs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, metric: Metric, t
     used = set(side_a["spread"]) | set(side_b["spread"])
     spread = (INTERVAL if used == {INTERVAL} else BAND if INTERVAL not in used
               else f"{INTERVAL} ({BAND} where a row has none)")
-    return Comparison(cases.reset_index(drop=True), metric, threshold_pct, spread)
+    return Comparison(cases.reset_index(drop=True), metric, threshold_pct, spread, shift, shift_cases, removed)
 
 
 def _timing_rounds(frame: pd.DataFrame) -> set[int]:
@@ -169,6 +215,14 @@ def _timing_rounds(frame: pd.DataFrame) -> set[int]:
 
 def _described(values: set[Any]) -> str:
     return ", ".join(sorted(map(str, values))) or "not recorded"
+
+
+def same_code(env_a: Mapping[str, Any], env_b: Mapping[str, Any]) -> bool:
+    """Whether two runs measured the same code: the same recorded git commit, neither checkout dirty, the same
+    torch (so that a shift common to every case can only be the machine's)."""
+    commit_a, commit_b = env_a.get("git_commit"), env_b.get("git_commit")
+    return (bool(commit_a) and commit_a == commit_b and not env_a.get("git_dirty") and not env_b.get("git_dirty")
+            and env_a.get("torch") == env_b.get("torch"))
 
 
 def run_differences(frame_a: pd.DataFrame, env_a: Mapping[str, Any], frame_b: pd.DataFrame,

@@ -37,6 +37,7 @@ TIMER_HELP = ("CUDA timer: auto (a CUDA graph replay where capture works, else e
               "events around each call) or cudagraph (capture must work); the CPU always uses perf_counter")
 ExportFormat = _choices("ExportFormat", EXPORT_FORMATS)
 ExportTable = _choices("ExportTable", EXPORT_TABLES)
+ShiftRule = _choices("ShiftRule", ("auto", "remove", "keep"))
 Launcher = _choices("Launcher", LAUNCHERS)
 HistoryOrder = _choices("HistoryOrder", HISTORY_ORDERS)
 

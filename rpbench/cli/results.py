@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..core.errors import UsageError
 from .app import command, console, err_console, layout_width
-from .options import ExportFormat, ExportTable, MetricName, plain, with_width
+from .options import ExportFormat, ExportTable, MetricName, ShiftRule, plain, with_width
 from .damage import warn_damage
 from .runs import LABEL_HELP, RUNS_HELP, compare_many, export_runs, report_runs, several, single_run_only
 
@@ -148,11 +148,17 @@ def compare_command(
                                  "its verdict) as JSON instead of a table."),
     labels: list[str] = typer.Option([], "--label", help=LABEL_HELP.replace("several runs", "three runs or more"),
                                       metavar="RUN=NAME"),
+    shift: ShiftRule = typer.Option("auto", "--shift", help="The common shift (the median B/A of the shared cases, "
+                                    "always printed): remove: judge each case beyond it; keep: judge cases as "
+                                    "measured; auto: remove it when both runs measured the same code (git commit, "
+                                    "clean checkout, torch) on the same device and timer, where it can only be the "
+                                    "machine's level moving between the runs. Two runs only."),
 ) -> None:
     """Match cases of two runs by case_id and flag regressions and improvements beyond noise; cases flagged in either
     run (disturbed, unstable, throttled, implausible) are left out. Of three runs or more: a matrix of every case's
     speedup over the first run, with intervals and the same verdicts (--fail-on-regression: any run regressed)."""
     from ..analysis import compare_runs, get_metric, run_differences
+    from ..analysis.compare import same_code
     from ..results import store
     from ..views.compare import comparison_table
 
@@ -166,8 +172,9 @@ def compare_command(
     a, b = store.load_run(run_a), store.load_run(run_b)
     for run in (a, b):
         warn_damage(run, "compare")
-    comparison = compare_runs(a.frame, b.frame, get_metric(plain(metric)), threshold)
     differences = run_differences(a.frame, a.env, b.frame, b.env)
+    remove = plain(shift) == "remove" or (plain(shift) == "auto" and not differences and same_code(a.env, b.env))
+    comparison = compare_runs(a.frame, b.frame, get_metric(plain(metric)), threshold, remove_shift=remove)
     if as_json:
         typer.echo(json.dumps({"a": str(run_a), "b": str(run_b), "differences": differences,
                                **comparison.to_json()}, indent=2, default=str))
@@ -176,6 +183,8 @@ def compare_command(
             err_console.print(Text(f"warning: the runs differ in {difference}", style="yellow"))
         if comparison.shared:
             console.print(comparison_table(comparison, f"A={run_a}", f"B={run_b}"))
+        if comparison.shift_line():
+            console.print(comparison.shift_line(), highlight=False, markup=False)
         console.print(comparison.summary_line(), highlight=False, markup=False)
     if not fail_on_regression:
         return

@@ -198,3 +198,26 @@ def test_a_machine_that_drifted_between_two_runs_is_not_a_regression(tmp_path):
     tight_b = write_run(tmp_path / "tight", with_interval(slowed, 0.04))
     tight_a = write_run(tmp_path / "tight-a", with_interval(scaling_rows(), 0.04))
     assert _verdicts(tight_a, tight_b)[0].counts()["regression"] == 8
+
+
+def test_a_shift_common_to_every_case_is_the_machine_when_both_runs_measured_the_same_code(tmp_path):
+    """B is every case of A 30 % slower (a cloud VM whose level moved between two runs a minute apart), and one case
+    twice that. Same commit, clean checkouts, same torch: `--shift auto` takes the common shift out and finds only
+    the case that moved on its own; `--shift keep`, or runs of different commits under auto, judge as measured."""
+    from fake_runs import scaled
+
+    rows = [scaled(row, 1.3) for row in scaling_rows()]
+    rows[5] = scaled(scaling_rows()[5], 2.6)
+    env = {**DEFAULT_ENV, "git_commit": "c0ffee", "git_dirty": False}
+    run_a = write_run(tmp_path / "a", scaling_rows(), env=env)
+    run_b = write_run(tmp_path / "b", rows, env=env)
+    auto = invoke("compare", str(run_a), str(run_b), "--fail-on-regression")
+    assert auto.exit_code == 1
+    assert "moved together by +30.0 % (median of B/A); verdicts are beyond it" in auto.output
+    assert "1 regression, 0 improvements, 7 unchanged" in auto.output and "beyond the common shift" in auto.output
+    kept = invoke("compare", str(run_a), str(run_b), "--shift", "keep")
+    assert "8 regressions" in kept.output and "verdicts include it (--shift remove judges beyond it)" in kept.output
+    other = write_run(tmp_path / "other", rows, env={**env, "git_commit": "decade"})
+    assert "8 regressions" in invoke("compare", str(run_a), str(other)).output  # another commit: maybe the code
+    removed = invoke("compare", str(run_a), str(other), "--shift", "remove", "--json")
+    assert '"shift_removed": true' in removed.output and '"regression": 1' in removed.output

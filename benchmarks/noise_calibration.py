@@ -117,6 +117,14 @@ def judge(reference: pd.DataFrame, run: pd.DataFrame) -> dict[str, float]:
     allowed = np.sqrt((np.log(high / low) / 2) ** 2 + (np.log(ref_high / ref_low) / 2) ** 2)
     both = has & ref_low.notna() & ref_high.notna()
     agree = gap <= allowed
+    # The machine's level moves between runs minutes apart (every case of a run slower together): the common shift,
+    # as `rpbench compare --shift` takes it out, is the median ratio run / reference over the rows usable in both.
+    usable_both = shared[timed.loc[shared, "usable"].to_numpy() & reference.loc[shared, "usable"].to_numpy()]
+    shift = float(np.exp(np.median(np.log(timed.loc[usable_both, "latency_ms_median"].astype(float)
+                                          / truth[usable_both])))) if len(usable_both) else 1.0
+    covered_shifted = (low / shift <= truth) & (truth <= high / shift)
+    agree_shifted = (np.log(timed.loc[shared, "latency_ms_median"].astype(float) / shift) - np.log(truth)).abs() \
+        <= allowed
     same = total = 0
     speedup_covered = speedup_total = 0
     usable = shared[timed.loc[shared, "usable"].to_numpy() & reference.loc[shared, "usable"].to_numpy()]
@@ -135,6 +143,9 @@ def judge(reference: pd.DataFrame, run: pd.DataFrame) -> dict[str, float]:
         "rows": int(len(timed)),
         "coverage": float(covered[has].mean()) if has.any() else float("nan"),
         "agreement": float(agree[both].mean()) if both.any() else float("nan"),
+        "shift": shift,
+        "coverage_shifted": float(covered_shifted[has].mean()) if has.any() else float("nan"),
+        "agreement_shifted": float(agree_shifted[both].mean()) if both.any() else float("nan"),
         "with_interval": int(has.sum()),
         "median_ci_pct": float(timed["ci_pct"].astype(float).median()),
         "mean_rounds": float(timed["rounds"].astype(float).mean()),
@@ -160,21 +171,23 @@ def machine_state(run_dir: Path) -> dict[str, float | None]:
 
 def table(results: dict) -> str:
     """The markdown table of calibration.md and the README."""
-    lines = ["| run | wall s | coverage of the reference median | agrees with the reference | median ± | "
-             "rounds (mean) | target met | flagged | unstable | speedup order vs dense | speedup coverage | drift ± | "
-             "others' cores |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| run | wall s | coverage of the reference median | agrees with the reference | common shift vs the "
+             "reference | coverage, shift out | agrees, shift out | median ± | rounds (mean) | target met | flagged | "
+             "unstable | speedup order vs dense | speedup coverage | drift ± | others' cores |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for run in results["runs"]:
         j, m = run["judged"], run["machine"]
         drift = "—" if m["drift_pct"] is None else f"{m['drift_pct']:.1f} %"
         lines.append(f"| {run['name']} | {run['wall_s']:.0f} | {j['coverage']:.0%} ({j['with_interval']} rows) | "
-                     f"{j.get('agreement', float('nan')):.0%} | "
+                     f"{j.get('agreement', float('nan')):.0%} | {100 * (j.get('shift', 1.0) - 1):+.0f} % | "
+                     f"{j.get('coverage_shifted', float('nan')):.0%} | {j.get('agreement_shifted', float('nan')):.0%} | "
                      f"{j['median_ci_pct']:.1f} % | {j['mean_rounds']:.1f} | {j['target_met']:.0%} | {j['flagged']:.0%} | "
                      f"{j['unstable']:.0%} | {j['speedup_order_agreement']:.0%} of {j['speedup_pairs']} pairs | "
                      f"{j['speedup_coverage']:.0%} | {drift} | {m['others_busy_cores_median']:.2f} |")
     ref = results["reference"]
     drift = "—" if ref["machine"]["drift_pct"] is None else f"{ref['machine']['drift_pct']:.1f} %"
-    lines.append(f"| reference ({REFERENCE_ROUNDS} rounds) | {ref['wall_s']:.0f} | — | — | {ref['median_ci_pct']:.1f} % | "
+    lines.append(f"| reference ({REFERENCE_ROUNDS} rounds) | {ref['wall_s']:.0f} | — | — | — | — | — | "
+                 f"{ref['median_ci_pct']:.1f} % | "
                  f"{ref['mean_rounds']:.1f} | — | {ref['flagged']:.0%} | — | — | — | {drift} | "
                  f"{ref['machine']['others_busy_cores_median']:.2f} |")
     return "\n".join(lines)
@@ -194,6 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"where the evidence goes (default {OUT})")
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="default runs to take (at least 3)")
+    parser.add_argument("--again", action="store_true", help="judge the last runs taken again, measuring nothing")
     args = parser.parse_args()
     began = time.perf_counter()
     out = args.out
@@ -204,6 +218,14 @@ def main() -> None:
     load_before = os.getloadavg()
     order = ["default-1", "reference"] + [f"default-{i}" for i in range(2, max(3, args.runs) + 1)]
     walls: dict[str, float] = {}
+    if args.again:  # the newest stamp's runs and walls, as the last measuring call left them
+        saved = sorted(scratch.glob("*-walls.json"))
+        if not saved:
+            raise SystemExit(f"--again: no runs under {scratch}")
+        stamp = saved[-1].name.removesuffix("-walls.json")
+        walls = json.loads(saved[-1].read_text(encoding="utf-8"))
+        load_before = tuple(walls.pop("loadavg_before", (0.0, 0.0, 0.0)))
+        order = []
     for name in order:
         if name != "reference" and len([n for n in walls if n != "reference"]) >= 3 \
                 and time.perf_counter() - began > TIME_LIMIT_S * 0.8:
@@ -212,6 +234,8 @@ def main() -> None:
         suite = reference_suite(scratch) if name == "reference" else "quick"
         walls[name] = sweep(suite, scratch / f"{stamp}-{name}")
         print(f"{name}: {walls[name]:.0f} s", flush=True)
+        (scratch / f"{stamp}-walls.json").write_text(json.dumps({**walls, "loadavg_before": load_before}),
+                                                      encoding="utf-8")
     reference = analysed(scratch / f"{stamp}-reference")
     runs = {name: analysed(scratch / f"{stamp}-{name}") for name in walls if name != "reference"}
     timed_ref = reference[reference["ok"]]
@@ -226,11 +250,12 @@ def main() -> None:
                       "machine": machine_state(scratch / f"{stamp}-reference")},
         "runs": [{"name": name, "wall_s": walls[name], "judged": judge(reference, frame),
                   "machine": machine_state(scratch / f"{stamp}-{name}")} for name, frame in runs.items()],
-        "script_s": time.perf_counter() - began,
+        "script_s": sum(walls.values()) if args.again else time.perf_counter() - began,  # --again: the sweeps'
     }
     coverages = [run["judged"]["coverage"] for run in results["runs"]]
     results["coverage_mean"] = float(np.nanmean(coverages))
     results["agreement_mean"] = float(np.nanmean([run["judged"]["agreement"] for run in results["runs"]]))
+    results["coverage_shifted_mean"] = float(np.nanmean([run["judged"]["coverage_shifted"] for run in results["runs"]]))
     (out / "calibration.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     rows_table(reference, runs).to_csv(out / "rows.csv")
     others = max(run["machine"]["others_busy_cores_median"] for run in [*results["runs"], results["reference"]])
@@ -239,7 +264,9 @@ def main() -> None:
             (": the machine was busy." if others >= 0.25 else ": the machine was otherwise idle."))
     text = (f"# Noise calibration (benchmarks/noise_calibration.py)\n\n{note} Subset: {SUBSET} × the quick suite's "
             f"sizes. Mean coverage {results['coverage_mean']:.0%} (goal ≥ {GOAL_COVERAGE:.0%}), mean agreement "
-            f"{results['agreement_mean']:.0%}; the script took "
+            f"{results['agreement_mean']:.0%}; with each run's common shift against the reference taken out (as "
+            f"`rpbench compare` does for runs of the same code), mean coverage {results['coverage_shifted_mean']:.0%}; "
+            f"the script took "
             f"{results['script_s'] / 60:.1f} min.\n\n{table(results)}\n")
     (out / "calibration.md").write_text(text, encoding="utf-8")
     print(text)

@@ -212,7 +212,8 @@ INT_JUNK = ["abc", "1.5", "", "nan", "1e3", "-1", "99999999999999999999999"]
 FLOAT_JUNK = ["abc", "", "nan", "inf", "-inf", "-1", "1e309"]
 CHOICE_JUNK = ["abc", "", "[/]", "FLOAT32", "\x1b[31m"]
 # Options by kind (declared here, not read from Typer's types, which differ between Typer versions).
-CHOICES = {"dtype", "mode", "device", "metric", "format_", "table", "compile_", "precision", "timer", "launcher", "by"}
+CHOICES = {"dtype", "mode", "device", "metric", "format_", "table", "compile_", "precision", "timer", "launcher", "by",
+           "shift"}
 INTS = {"tokens", "resolution", "patch", "dim", "heads", "m", "batch", "batch_limit", "wait", "warmup", "active", "workers",
         "rounds", "retries", "time_min", "tasks", "max_running", "seed", "width"}
 FLOATS = {"warmup_ms", "repeat_ms", "threshold", "case_timeout"}

@@ -73,11 +73,16 @@ class _CpuWindow:
 
 
 def others_busy_cores(interval_s: float) -> float | None:
-    """Cores kept busy by other processes over a short sleep of this one."""
+    """Cores kept busy by other processes over a short sleep of this one; this process's own worker processes
+    (its descendants: a sweep's `--isolate`/`--workers` workers importing torch as it starts) are not others."""
     window = _CpuWindow()
+    kids_before = _descendant_ticks()
     window.start()
     time.sleep(interval_s)
-    return window.stop()[0]
+    busy, elapsed = window.stop()
+    if busy is None or assume_quiet():
+        return busy
+    return max(0.0, busy - (_descendant_ticks() - kids_before) / os.sysconf("SC_CLK_TCK") / elapsed)
 
 
 PARENT_ENV = "RPBENCH_PARENT"  # "<pid>:<1 if it holds a CUDA context>", set by a sweep for its worker processes
@@ -170,8 +175,9 @@ class BusyProcess:
     cores: float
 
 
-def _process_ticks() -> dict[int, tuple[str, int]]:
-    """pid -> (command name, user + system ticks so far) of every process /proc lets us read."""
+def _process_ticks(parents: dict[int, int] | None = None) -> dict[int, tuple[str, int]]:
+    """pid -> (command name, user + system ticks so far) of every process /proc lets us read; `parents`, when
+    given, is filled with pid -> parent pid."""
     found = {}
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
         if not entry.name.isdigit():
@@ -184,9 +190,32 @@ def _process_ticks() -> dict[int, tuple[str, int]]:
         fields = text[name_end + 2:].split()
         try:
             found[int(entry.name)] = (text[text.find("(") + 1:name_end], int(fields[11]) + int(fields[12]))
+            if parents is not None:
+                parents[int(entry.name)] = int(fields[1])
         except (IndexError, ValueError):
             continue
     return found
+
+
+def _descendants(parents: dict[int, int]) -> set[int]:
+    """The pids below this process in `parents` (pid -> parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _descendant_ticks() -> int:
+    """User + system ticks used so far by the processes this one started (and theirs)."""
+    parents: dict[int, int] = {}
+    ticks = _process_ticks(parents)
+    return sum(ticks[pid][1] for pid in _descendants(parents) if pid in ticks)
 
 
 def busiest_others(interval_s: float = 0.3, limit: int = 3) -> list[BusyProcess]:
@@ -196,12 +225,14 @@ def busiest_others(interval_s: float = 0.3, limit: int = 3) -> list[BusyProcess]
     before = _process_ticks()
     began = time.perf_counter()
     time.sleep(interval_s)
-    after = _process_ticks()
+    parents: dict[int, int] = {}
+    after = _process_ticks(parents)
     seconds = time.perf_counter() - began
     ticks = os.sysconf("SC_CLK_TCK")
+    ours = {os.getpid(), *_descendants(parents)}  # this process and the workers it started are not others
     busy = []
     for pid, (name, used) in after.items():
-        if pid == os.getpid() or pid not in before:
+        if pid in ours or pid not in before:
             continue
         cores = (used - before[pid][1]) / ticks / seconds
         if cores >= 0.1:

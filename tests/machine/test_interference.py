@@ -23,15 +23,49 @@ from cli_helpers import invoke
 BURN = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
 
 
-def burners(count: int, seconds: float) -> list[subprocess.Popen]:
-    """CPU-burning children that stop by themselves after `seconds` (callers also kill them in `finally`)."""
-    return [subprocess.Popen([sys.executable, "-c", BURN.format(seconds=seconds)]) for _ in range(count)]
+class Burner:
+    """A CPU-burning process that is *not* ours: started through a shell that exits at once, so it is reparented
+    away from this process (rpbench does not count its own descendants, a sweep's workers, as other processes).
+    It stops by itself after `seconds`; `stop` kills it sooner."""
+
+    def __init__(self, seconds: float):
+        shell = subprocess.run(["sh", "-c", f'"{sys.executable}" -c "$0" >/dev/null 2>&1 & echo $!',
+                                BURN.format(seconds=seconds)], capture_output=True, text=True, check=True)
+        self.pid = int(shell.stdout.strip())
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
 
 
-def stop(children: list[subprocess.Popen]) -> None:
+def burners(count: int, seconds: float) -> list[Burner]:
+    """CPU burners outside our process tree that stop by themselves after `seconds` (callers also `stop` them)."""
+    return [Burner(seconds) for _ in range(count)]
+
+
+def stop(children: list[Burner]) -> None:
     for child in children:
         child.kill()
-        child.wait()
+
+
+@pytest.mark.real_load
+def test_our_own_worker_processes_are_not_other_processes():
+    """A process this one started (a sweep's worker importing torch as the sweep starts) burns a core: the start
+    check does not count it, nor name it, while a burner outside our process tree is both counted and named."""
+    ours = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=20)])
+    theirs = Burner(seconds=20)
+    try:
+        time.sleep(0.3)
+        named = {p.pid for p in interference.busiest_others(0.5, limit=64)}
+        ticks = interference._descendant_ticks()
+    finally:
+        ours.kill()
+        ours.wait()
+        theirs.kill()
+    assert theirs.pid in named and ours.pid not in named
+    assert ticks > 0  # the child's CPU time is found as our own
 
 
 @pytest.mark.real_load

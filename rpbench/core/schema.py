@@ -76,9 +76,10 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "drift_pct": ("Float64", "the machine's drift when the row was written: 100 × standard deviation of the log "
                              "medians of the reference kernel (see run.json); empty for runs without one"),
     "drift_timings": ("Int64", "the reference kernel timings drift_pct comes from"),
-    "unstable": ("boolean", "the passes disagree beyond the machine's drift: round_spread_pct > 10 and an F test "
-                            "(1 %) of pass_sd_pct against drift_pct and the passes' own noise (core.drift); without "
-                            "a reference kernel: round_spread_pct > 25"),
+    "unstable": ("boolean", "the passes disagree beyond the machine: with each round's effect on all cases taken "
+                            "out (run.json drift.rounds), > 10 % apart and an F test (1 %) against what the other "
+                            "cases kept, one odd pass of 5 or more forgiven (core.drift); without round effects, "
+                            "against drift_pct; without a reference kernel: round_spread_pct > 25"),
     "others_busy_cores": ("Float64", "most cores other processes kept busy during a pooled pass (/proc/stat "
                                      "minus this process)"),
     "gpu_others": ("Int64", "most other processes seen on the GPU during a pooled pass (NVML)"),

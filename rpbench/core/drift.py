@@ -138,8 +138,8 @@ class RoundEffects:
         rounds = sorted(index for index, count in counts.items() if count >= MIN_CASES_PER_ROUND)
         if len(rounds) < 2:
             return None
-        effects = {index: 0.0 for index in rounds}
         centres = [float(np.mean(list(found.values()))) for found in logs]
+        effects: dict[int, float] = {}
         for _ in range(4):
             effects = {index: float(np.median([found[index] - centre for found, centre in zip(logs, centres)
                                                if index in found])) for index in rounds}

@@ -193,19 +193,20 @@ def measure_in_rounds(
         starting(state)
         record(state, *execute(state, retry), retry)
 
-    fitted: dict[str, Any] = {"passes": -1, "drift": None}
+    fitted_at = -1  # the passes taken when the cases' round effects were last fitted
 
     def drift() -> Drift | None:
         """The reference kernel's drift with the cases' round effects as they stand (refitted only when a pass was
         added since the last fit)."""
+        nonlocal fitted_at
         if clock is None:
             return None
         passes = sum(len(state.rounds) for state in progress.values())
-        if passes != fitted["passes"]:
+        if passes != fitted_at:
             clock.rounds = RoundEffects.of([pooled_rounds(state.rounds) for state in progress.values()
                                             if state.first is not None and state.first.timed])
-            fitted.update(passes=passes, drift=clock.drift())
-        return fitted["drift"]
+            fitted_at = passes
+        return clock.drift()
 
     def finish(state: _Progress) -> None:
         state.final = True

@@ -164,6 +164,9 @@ def compare_command(
 
     paths = several(runs)
     if len(paths) > 2:
+        if plain(shift) != "auto":
+            raise UsageError("--shift judges two runs; of three or more, each run's speedup over the first is shown "
+                             "as measured")
         return compare_many(paths, labels, threshold, plain(metric), fail_on_regression, force, as_json)
     if len(paths) < 2:
         raise UsageError("compare needs two runs or more (the reference first)")

@@ -221,3 +221,12 @@ def test_a_shift_common_to_every_case_is_the_machine_when_both_runs_measured_the
     assert "8 regressions" in invoke("compare", str(run_a), str(other)).output  # another commit: maybe the code
     removed = invoke("compare", str(run_a), str(other), "--shift", "remove", "--json")
     assert '"shift_removed": true' in removed.output and '"regression": 1' in removed.output
+
+
+def test_shift_of_three_runs_is_refused_in_one_line(run_a, tmp_path):
+    run_b = write_run(tmp_path / "b", scaling_rows())
+    run_c = write_run(tmp_path / "c", scaling_rows())
+    result = invoke("compare", str(run_a), str(run_b), str(run_c), "--shift", "remove")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: --shift judges two runs; of three or more, each run's "
+                                                  "speedup over the first is shown as measured"]

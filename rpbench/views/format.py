@@ -17,8 +17,8 @@ MISSING = "—"
 BAND_MARK = "†"
 SPEEDUP_NOTE = (f"Speedups are round-paired: case over baseline per round of the sweep (both timed in that round), "
                 f"combined across rounds with a 95 % t interval; where a pair of rounds is missing, the ratio of "
-                f"medians with a 95 % interval from both cases' passes (t over the pass medians; within one pass "
-                f"when a case has a single pass, drift left out); {BAND_MARK} the p20–p80 ends paired least "
+                f"medians with a 95 % interval from both cases' passes (t over the pass medians; a case with a "
+                f"single pass: its samples, widened by the machine's measured drift where the run has one); {BAND_MARK} the p20–p80 ends paired least "
                 f"favourably (no samples). The interval column names the method.")
 # How each interval method reads in tables (the `interval` and `CI of k` columns): short, the columns are narrow.
 CI_NAMES = {"paired-t": "paired", "pass-t": "passes", "pass-drift": "one pass+drift", "within-pass": "one pass",
